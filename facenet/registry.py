@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, TypeVar
 
+from .errors import ConfigError
+
 F = TypeVar("F", bound=Callable)
 
 
-class UnknownName(KeyError, ValueError):
+class UnknownName(ConfigError, KeyError):
     """An unknown registry name; the message lists the known ones."""
 
     def __str__(self) -> str:  # KeyError would quote the message

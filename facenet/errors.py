@@ -1,0 +1,24 @@
+"""Errors that are the user's to fix: the CLI prints their one-line message and exits 2.
+
+Anything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Base of every error whose message names the input and says how to fix it."""
+
+
+class DataError(UserError, ValueError):
+    """A data folder, image or pair list that cannot be used."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config that cannot run (unknown name, wrong device, a loss needing more images per identity...)."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that cannot be written, read, or does not fit the model."""
+
+
+class NonFiniteLoss(UserError, FloatingPointError):
+    """The training loss became NaN or infinite."""

@@ -1,0 +1,243 @@
+"""``fit(config)``: train one face-embedding model, validating EER every epoch.
+
+The single seam to the search layer: ``fit(config, on_epoch=callback)``; the callback
+sees every epoch's result and may raise to stop the run (pruning). Each epoch ends with
+an atomic checkpoint, so an interrupted run resumes from its last completed epoch.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .augment import build_augment
+from .config import TrainConfig
+from .data import BatchGather, ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
+from .errors import ConfigError, DataError, NonFiniteLoss
+from .evaluate import Verifier, autocast_for
+from .losses import build_loss
+from .models import build_model, count_params
+from .optim import build_optimizer, build_scheduler
+from .transforms import normalize, random_crop, to_float
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    epochs: int
+    loss: float
+    val_eer: float
+    lr: float
+    seconds: float
+    images_per_s: float
+
+
+@dataclass
+class RunResult:
+    best_val_eer: float
+    best_epoch: int
+    history: list[dict]
+    run_dir: str
+    params: int
+    device: str
+    seconds: float
+    stopped_early: bool = False
+    skipped_images: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise ConfigError(f"device {name!r}: no CUDA GPU is visible; use device=cpu or auto")
+        if (device.index or 0) >= n:
+            raise ConfigError(f"device {name!r}: only {n} GPU(s) visible (0..{n - 1})")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Everything one run holds; ``fit`` is the public entry point."""
+
+    def __init__(self, config: TrainConfig, log: Callable[[str], None] = print, progress: bool = False):
+        self.config, self.log, self.progress = config, log, progress
+        c = config
+        seed_everything(c.seed)
+        self.device = resolve_device(c.device)
+        self.run_dir = Path(c.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        c.save(self.run_dir / "config.json")
+
+        self.train_set = IdentityFolder.scan(c.train_path)
+        images = load_images(self.train_set.root, self.train_set.paths, cache_size(c.resolution), c.cache_dir, progress)
+        good = readable(images, self.train_set)
+        self.skipped = len(self.train_set.paths) - len(good)
+        self.verifier = Verifier(PairList.read(c.val_path, c.val_list, c.max_val_pairs), c.resolution, c.cache_dir,
+                                 progress)
+
+        n_classes = len(self.train_set.classes)
+        self.model = build_model(c).to(self.device)
+        self.criterion = build_loss(c, n_classes).to(self.device)
+        need = getattr(self.criterion, "min_per_class", 1)
+        if c.n_per_class < need:
+            raise ConfigError(f"loss {c.loss!r} needs n_per_class >= {need} (got {c.n_per_class}); set n_per_class={need}")
+        batch = min(c.batch_size, n_classes)
+        if batch < c.batch_size:
+            self.log(f"batch_size {c.batch_size} > {n_classes} identities in {c.train_path}: using {batch}")
+        self.sampler = ClassBalancedSampler(self.train_set.labels, batch, c.n_per_class, c.max_img_per_cls, c.seed, good)
+        self.steps = len(self.sampler)
+        if self.steps == 0:
+            raise DataError(f"{c.train_path}: too few images for one batch of {batch} identities x {c.n_per_class}")
+        cuda = self.device.type == "cuda"
+        self.loader = torch.utils.data.DataLoader(
+            BatchGather(images.array, self.train_set.labels), sampler=self.sampler, batch_size=None,
+            num_workers=c.workers, pin_memory=cuda, persistent_workers=c.workers > 0)
+        self.channels_last = cuda and c.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer([self.model, self.criterion], c)
+        self.scheduler = build_scheduler(self.optimizer, c, self.steps)
+        self.augment = build_augment(c)
+        self.crop_rng = torch.Generator(device=self.device).manual_seed(c.seed)
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda") if cuda and c.amp and not bf16 else None
+        self.forward_model = torch.compile(self.model) if c.compile else self.model
+        self.params = count_params(c)
+        self.epoch, self.history = 0, []
+        self.best_eer, self.best_epoch = math.inf, 0
+        self.bad_epochs = 0
+
+        last = self.run_dir / "last.pt"
+        if c.resume and last.exists():
+            self._restore(checkpoint.load(last))
+            self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
+        elif c.initial_model:
+            loaded, skipped = checkpoint.load_partial(self.model, checkpoint.model_state(checkpoint.load(c.initial_model)))
+            self.log(f"initial weights from {c.initial_model}: {len(loaded)} tensors loaded, {len(skipped)} skipped"
+                     + (f" ({', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''})" if skipped else ""))
+
+    # ------------------------------------------------------------ state
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "criterion": self.criterion.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "augment": self.augment.state_dict() if hasattr(self.augment, "state_dict") else {},
+            "epoch": self.epoch, "history": self.history, "best_eer": self.best_eer, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "crop_rng": self.crop_rng.get_state(),
+            "config": self.config.to_dict(),
+        }
+
+    def _restore(self, s: dict) -> None:
+        checkpoint.load_strict(self.model, s["model"], self.run_dir / "last.pt")
+        self.criterion.load_state_dict(s["criterion"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        if self.scaler and s["scaler"]:
+            self.scaler.load_state_dict(s["scaler"])
+        if s["augment"] and hasattr(self.augment, "load_state_dict"):
+            self.augment.load_state_dict(s["augment"])
+        self.epoch, self.history = s["epoch"], list(s["history"])
+        self.best_eer, self.best_epoch, self.bad_epochs = s["best_eer"], s["best_epoch"], s["bad_epochs"]
+        torch.set_rng_state(s["rng"])
+        self.crop_rng.set_state(s["crop_rng"])
+
+    # ------------------------------------------------------------ loop
+    def train_epoch(self) -> tuple[float, float]:
+        """One pass over the sampler's batches; returns (mean loss, images/s)."""
+        c, dev = self.config, self.device
+        self.model.train()
+        self.criterion.train()
+        self.sampler.set_epoch(self.epoch)
+        total, n_images, start = torch.zeros((), device=dev), 0, time.perf_counter()
+        batches = self.loader
+        if self.progress:
+            from rich.progress import track
+            batches = track(batches, total=self.steps, description=f"epoch {self.epoch}/{c.epochs}", transient=True)
+        for x, y in batches:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            x, mix = self.augment(to_float(random_crop(x, c.resolution, self.crop_rng)), y)
+            x = normalize(x)
+            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            with autocast_for(dev, c.amp):
+                emb = self.forward_model(x)
+            emb = emb.float()   # losses compute in fp32 (margins on clamped cosines)
+            loss = self.criterion(emb, y)
+            if mix is not None:
+                perm, lam = mix
+                loss = lam * loss + (1 - lam) * self.criterion(emb, y[perm])
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            self.scheduler.step()
+            total += loss.detach()
+            n_images += len(y)
+        mean = float(total) / self.steps   # one device sync per epoch, not per step
+        if not math.isfinite(mean):
+            raise NonFiniteLoss(f"training loss became {mean} in epoch {self.epoch} (lr {c.lr:g}, loss {c.loss}); "
+                                f"lower the learning rate or the margin")
+        return mean, n_images / (time.perf_counter() - start)
+
+    def run(self, on_epoch: Callable[[EpochResult], None] | None = None) -> RunResult:
+        c, start = self.config, time.perf_counter()
+        for result in self.history:      # a resumed run re-announces its finished epochs
+            if on_epoch:
+                on_epoch(EpochResult(**result))
+        stopped = False
+        while self.epoch < c.epochs:
+            self.epoch += 1
+            t0 = time.perf_counter()
+            loss, speed = self.train_epoch()
+            val_eer = self.verifier.eer(self.model, self.device, c.eval_batch, self.channels_last)
+            result = EpochResult(self.epoch, c.epochs, loss, val_eer, self.optimizer.param_groups[0]["lr"],
+                                 time.perf_counter() - t0, speed)
+            self.history.append(asdict(result))
+            if val_eer < self.best_eer:
+                self.best_eer, self.best_epoch, self.bad_epochs = val_eer, self.epoch, 0
+                checkpoint.save_atomic({"model": self.model.state_dict(), "config": c.to_dict(), "epoch": self.epoch,
+                                        "val_eer": val_eer}, self.run_dir / "best.pt")
+            else:
+                self.bad_epochs += 1
+            checkpoint.save_atomic(self._state(), self.run_dir / "last.pt")
+            self.log(f"epoch {self.epoch}/{c.epochs}  loss {loss:.4f}  val EER {val_eer:.2f}%  "
+                     f"lr {result.lr:.2e}  {speed:.0f} img/s  {result.seconds:.1f}s")
+            if on_epoch:
+                on_epoch(result)
+            if c.patience and self.bad_epochs >= c.patience:
+                self.log(f"early stop: no val EER gain in {c.patience} epochs (best {self.best_eer:.2f}% "
+                         f"at epoch {self.best_epoch})")
+                stopped = True
+                break
+        return RunResult(self.best_eer, self.best_epoch, self.history, str(self.run_dir), self.params,
+                         device_name(self.device), time.perf_counter() - start, stopped, self.skipped)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def fit(config: TrainConfig, on_epoch: Callable[[EpochResult], None] | None = None,
+        log: Callable[[str], None] = print, progress: bool = False) -> RunResult:
+    """Train ``config`` to the end (or early stop); ``on_epoch`` may raise to stop the run."""
+    return Trainer(config, log, progress).run(on_epoch)
