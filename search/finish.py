@@ -1,0 +1,77 @@
+"""From the best trial to a submission: retrain at full budget, optionally fine-tune, record it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from facenet import TrainConfig, fit
+from facenet.data import PairList
+from facenet.errors import DataError
+
+from .status import best_trial
+from .storage import StorageError
+
+RETRAIN = "retrain"   # study user attribute: where the retrained model is, and its val ROC
+
+
+def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
+    t = best_trial(study)
+    if t is None:
+        raise StorageError(f"study {study.study_name!r} has no complete trial to retrain; run more trials first")
+    return t, TrainConfig.from_dict(t.user_attrs["config"])
+
+
+def resolve_set(name: str, train_path: str) -> str:
+    """``train2`` means the sibling folder of the trial's training set; a path is taken as is."""
+    candidate = Path(name)
+    if candidate.is_dir():
+        return str(candidate)
+    sibling = Path(train_path).parent / name
+    if sibling.is_dir():
+        return str(sibling)
+    raise DataError(f"--finetune-on {name}: neither a folder nor a sibling of {train_path}")
+
+
+def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, resolution: int | None = None,
+            finetune_on: str | None = None, finetune_epochs: int | None = None, device: str = "auto",
+            log: Callable[[str], None] = print, progress: bool = False) -> dict:
+    """Train the best trial's config again (full budget), then fine-tune if asked; record it on the study."""
+    trial, config = best_config(study)
+    base = runs_root / study.study_name / f"retrain-{trial.number:04d}"
+    changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
+    if epochs:
+        changes["epochs"] = epochs
+    if resolution:
+        changes["resolution"] = resolution
+    config = config.replace(**changes)
+    log(f"retraining trial {trial.number} (val EER {trial.value:.2f}% in the search) for {config.epochs} epochs "
+        f"at {config.resolution}px into {config.run_dir}")
+    result = fit(config, log=log, progress=progress)
+    if finetune_on:
+        config = config.replace(train_path=resolve_set(finetune_on, config.train_path),
+                                initial_model=str(Path(result.run_dir) / "best.pt"), run_dir=str(base / "finetune"),
+                                epochs=finetune_epochs or config.epochs)
+        log(f"fine-tuning on {config.train_path} for {config.epochs} epochs")
+        result = fit(config, log=log, progress=progress)
+
+    from facenet.evaluate import Verifier
+    from facenet.export import load_embedder
+    from facenet.train import resolve_device
+
+    dev = resolve_device(device)
+    model, res = load_embedder(Path(result.run_dir) / "best.pt", dev)
+    pairs = PairList.read(config.val_path, config.val_list)
+    scores = Verifier(pairs, res, config.cache_dir).scores(model, dev, config.eval_batch)
+    record = {
+        "study": study.study_name, "trial": trial.number, "search_val_eer": trial.value, "run_dir": result.run_dir,
+        "best_pt": str(Path(result.run_dir) / "best.pt"), "val_eer": result.best_val_eer,
+        "best_epoch": result.best_epoch, "epochs": config.epochs, "resolution": config.resolution,
+        "finetuned_on": config.train_path if finetune_on else None, "params": result.params,
+        "roc": {"labels": pairs.labels.tolist(), "scores": [round(float(s), 6) for s in scores]},
+    }
+    study.set_user_attr(RETRAIN, record)
+    (Path(result.run_dir) / "retrain.json").write_text(json.dumps({k: v for k, v in record.items() if k != "roc"}, indent=2))
+    return record

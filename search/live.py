@@ -1,0 +1,36 @@
+"""The live view of ``facesearch study run``: trials by state, best so far, running trials."""
+from __future__ import annotations
+
+import time
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .status import best_trial, counts, epoch_of, fmt_params, fmt_seconds, time_left, trial_duration
+
+
+def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
+    trials = study.get_trials(deepcopy=False)
+    c = counts(trials)
+    best = best_trial(study)
+    head = Text.assemble(
+        (f"study {study.study_name}", "bold"), f"  {len(supervisor.procs)} worker(s)  ",
+        f"elapsed {fmt_seconds(time.time() - start)}  ",
+        f"left ~{fmt_seconds(time_left(trials, supervisor.n_trials, max(c['running'], 1)))}\n",
+        "  ".join(f"{k} {v}" for k, v in c.items() if v) or "starting...",
+        ("\nbest " + (f"{best.value:.2f}% (trial {best.number}: {fmt_params(best.params)})" if best else "-")),
+    )
+    running = Table(title="running", title_justify="left", expand=False)
+    for col in ("#", "epoch", "last val EER %", "time", "hyper-parameters"):
+        running.add_column(col)
+    config_epochs = lambda t: t.user_attrs.get("config", {}).get("epochs", "?")
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            e = epoch_of(t)
+            running.add_row(str(t.number), f"{e}/{config_epochs(t)}",
+                            f"{t.intermediate_values[e]:.2f}" if e else "", fmt_seconds(trial_duration(t)),
+                            fmt_params(t.params))
+    return Group(head, running)

@@ -1,0 +1,99 @@
+"""The objective: one trial's params -> a TrainConfig -> cap check -> ``facenet.fit`` -> best val EER.
+
+Every trial keeps its experiment record as user attributes: the full config, the
+parameter count, per-epoch history (loss, val EER, lr, seconds), device and total time,
+and, for a pruned or failed trial, the reason.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import optuna
+import torch
+
+from facenet import NonFiniteLoss, count_params, fit
+from facenet.errors import UserError
+from facenet.train import EpochResult
+
+from .space import suggest
+from .spec import StudySpec
+
+RETRY_OF = "retry_of"   # user attribute: the trial number whose run folder a retry resumes
+
+
+def origin_number(trial: optuna.trial.BaseTrial) -> int:
+    """The first trial of a retry chain: a retried trial resumes that trial's checkpoint."""
+    if RETRY_OF in trial.user_attrs:
+        return int(trial.user_attrs[RETRY_OF])
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if retried is None else retried
+
+
+def trial_dir(runs_root: str | Path, study_name: str, number: int) -> Path:
+    return Path(runs_root) / study_name / f"trial-{number:04d}"
+
+
+class Objective:
+    def __init__(self, spec: StudySpec, runs_root: str | Path = "runs", device: str = "auto",
+                 log: Callable[[str], None] = print):
+        self.spec, self.runs_root, self.device, self.log = spec, Path(runs_root), device, log
+
+    def config_for(self, trial: optuna.trial.BaseTrial):
+        params = suggest(trial, self.spec.space, self.spec.fixed)
+        run_dir = trial_dir(self.runs_root, self.spec.name, origin_number(trial))
+        return self.spec.to_config(params).replace(run_dir=str(run_dir), device=self.device)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = self.config_for(trial)
+        cap = self.spec.param_cap
+        count = count_params(config)
+        trial.set_user_attr("param_count", count)
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_constraint("param_cap", (count - cap) / cap)   # > 0: infeasible, the sampler learns to avoid it
+        if count > cap:
+            self._prune(trial, f"{count:,} parameters over the {cap:,} cap (not trained)")
+
+        history: list[dict] = []
+        start = time.perf_counter()
+
+        def on_epoch(r: EpochResult) -> None:
+            history.append({k: getattr(r, k) for k in ("epoch", "loss", "val_eer", "lr", "seconds")})
+            trial.report(r.val_eer, r.epoch)
+            trial.set_user_attr("history", history)
+            if trial.should_prune():
+                self._prune(trial, f"median rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
+
+        prefix = f"[trial {trial.number}]"
+        try:
+            result = fit(config, on_epoch=on_epoch, log=lambda m: self.log(f"{prefix} {m}"))
+        except NonFiniteLoss as e:
+            self._prune(trial, str(e))
+        except torch.OutOfMemoryError:
+            self._fail(trial, f"CUDA out of memory at batch_size {config.batch_size} x n_per_class "
+                              f"{config.n_per_class}, resolution {config.resolution}")
+        except UserError as e:   # e.g. a loss needing n_per_class 2 drawn with 1: this point cannot run
+            self._fail(trial, str(e))
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
+        trial.set_user_attr("device", result.device)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        if result.skipped_images:
+            trial.set_user_attr("skipped_images", result.skipped_images)
+        return result.best_val_eer
+
+    def _prune(self, trial: optuna.Trial, reason: str) -> None:
+        trial.set_user_attr("prune_reason", reason)
+        self.log(f"[trial {trial.number}] pruned: {reason}")
+        raise optuna.TrialPruned(reason)
+
+    def _fail(self, trial: optuna.Trial, reason: str) -> None:
+        """Mark the trial FAIL with the reason; the worker catches TrialFailed and goes on."""
+        trial.set_user_attr("fail_reason", reason)
+        self.log(f"[trial {trial.number}] failed: {reason}")
+        raise TrialFailed(reason)
+
+
+class TrialFailed(Exception):
+    """One configuration could not run; the study goes on with the next trial."""

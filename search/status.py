@@ -1,0 +1,90 @@
+"""Reading a study back: trial tables, the best trial, and a time-left estimate."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.table import Table
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def trial_duration(t: FrozenTrial) -> float | None:
+    if t.datetime_start is None:
+        return None
+    end = t.datetime_complete or dt.datetime.now()
+    return (end - t.datetime_start).total_seconds()
+
+
+def reason(t: FrozenTrial) -> str:
+    return t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or ""
+
+
+def was_trained(t: FrozenTrial) -> bool:
+    return "over the" not in t.user_attrs.get("prune_reason", "")   # cap-pruned trials never train
+
+
+def epoch_of(t: FrozenTrial) -> int:
+    return max(t.intermediate_values, default=0)
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return min(done, key=lambda t: t.value) if done else None
+
+
+def counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    c = {"complete": 0, "pruned (cap)": 0, "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
+    for t in trials:
+        if t.state == TrialState.PRUNED:
+            c["pruned" if was_trained(t) else "pruned (cap)"] += 1
+        elif t.state == TrialState.FAIL:
+            c["failed"] += 1
+        else:
+            c[t.state.name.lower()] += 1
+    return c
+
+
+def time_left(trials: list[FrozenTrial], n_trials: int | None, workers: int) -> float | None:
+    """Seconds until the budget is spent: mean trained-trial time x trials left / parallel workers."""
+    if not n_trials:
+        return None
+    spent = [d for t in trials if t.state in FINISHED and was_trained(t) and (d := trial_duration(t))]
+    left = n_trials - sum(t.state in FINISHED for t in trials)
+    if left <= 0:
+        return 0.0
+    if not spent:
+        return None
+    return sum(spent) / len(spent) * left / max(workers, 1)
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None or math.isnan(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def fmt_params(params: dict) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def trials_table(study: optuna.Study, title: str | None = None, limit: int | None = None) -> Table:
+    trials = study.get_trials(deepcopy=False)
+    best = best_trial(study)
+    table = Table(title=title or f"study {study.study_name}", title_justify="left")
+    for col, just in (("#", "right"), ("state", "left"), ("val EER %", "right"), ("epochs", "right"),
+                      ("params", "right"), ("time", "right"), ("hyper-parameters", "left"), ("reason", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    shown = trials if limit is None else trials[-limit:]
+    for t in shown:
+        eer = f"{t.value:.2f}" if t.value is not None else (
+            f"({t.intermediate_values[epoch_of(t)]:.2f})" if t.intermediate_values else "")
+        state = t.state.name.lower()
+        style = "bold green" if best is not None and t.number == best.number else None
+        count = t.user_attrs.get("param_count")
+        table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
+                      fmt_seconds(trial_duration(t)), fmt_params(t.params), reason(t), style=style)
+    return table

@@ -1,0 +1,98 @@
+"""Where studies live: an embedded journal file by default, or any Optuna storage URL.
+
+The journal file is safe for several processes on one machine (SQLite is not). Database
+URLs (PostgreSQL, MySQL) are for many machines; they get Optuna's heartbeat so a trial
+whose worker vanished is failed and queued again by the survivors.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import warnings
+
+import optuna
+
+from facenet.errors import UserError
+
+# heartbeats and the retry callback are marked experimental but are the documented way to
+# survive dead workers on a database; the warning would print once per worker process
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+DEFAULT_STORAGE = "runs/facesearch.journal"
+HEARTBEAT_INTERVAL = 20      # seconds between a running trial's heartbeats
+GRACE_PERIOD = 60            # a trial silent this long is stale: failed and retried
+MAX_RETRY = 3
+
+
+class StorageError(UserError):
+    """A storage that cannot be opened, or a study that is not in it."""
+
+
+def storage_url(url: str | None = None) -> str:
+    return url or os.environ.get("FACESEARCH_STORAGE") or DEFAULT_STORAGE
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def is_database(url: str) -> bool:
+    return "://" in url
+
+
+def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
+    url = storage_url(url)
+    if is_database(url):
+        return _open_rdb(url)
+    path = Path(url.removeprefix("journal:"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    except OSError as e:
+        raise StorageError(f"cannot open journal storage {path}: {e.strerror or e}; choose a writable path") from None
+
+
+def _open_rdb(url: str) -> optuna.storages.RDBStorage:
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme not in ("sqlite", "postgresql", "mysql"):
+        raise StorageError(f"storage URL {redact(url)!r}: unknown scheme {scheme!r}; use a journal file path, "
+                           f"sqlite:///FILE, postgresql://USER:PASS@HOST/DB or mysql://USER:PASS@HOST/DB")
+    if scheme == "postgresql" and "+" not in url.split("://", 1)[0]:
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]   # psycopg 3, the driver the db extra installs
+    if scheme == "mysql" and "+" not in url.split("://", 1)[0]:
+        url = "mysql+pymysql://" + url.split("://", 1)[1]
+    heartbeat = {} if scheme == "sqlite" else {
+        "heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
+        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+    }
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+    except ImportError as e:
+        raise StorageError(f"storage {redact(url)}: database driver missing ({e.name}); "
+                           f"install it with: pip install 'facesearch[db]'") from None
+    except Exception as e:   # sqlalchemy's OperationalError, ArgumentError, ...
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise StorageError(f"cannot reach storage {redact(url)}: {reason}; check the URL and that the server is up") from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+
+
+def load_study(name: str, storage: optuna.storages.BaseStorage, url: str | None = None) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = study_names(storage)
+        listing = ", ".join(known) if known else "none yet"
+        raise StorageError(f"no study named {name!r} in {redact(storage_url(url))}; studies there: {listing}") from None
+
+
+def artifact_dir(url: str | None = None) -> Path:
+    """Artifacts (retrained models, reports) sit beside a journal file, or under runs/ for databases."""
+    url = storage_url(url)
+    base = Path("runs") if is_database(url) else Path(url.removeprefix("journal:")).parent
+    return base / "artifacts"
