@@ -323,6 +323,55 @@ def export(
          f"({card['parameters']:,} parameters, val EER {card['val_eer']:.2f}%, ONNX max diff {card['onnx_max_abs_diff']:.1e})")
 
 
+@app.command()
+def report(
+    name: str = typer.Argument(..., help="Study name."),
+    out: Path = typer.Option(..., help="Folder for report.html, figures and the experiment tables."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+) -> None:
+    """HTML report: Optuna's figures, EER by architecture and loss, ROC/DET of the best run, trial tables."""
+    from search.report import write_report
+    from search.storage import load_study, open_storage
+
+    path = write_report(load_study(name, open_storage(storage), storage), out)
+    echo(f"wrote {path} (figures and trials.csv / trials.md beside it)")
+
+
+@app.command()
+def dashboard(
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; localhost unless you mean to share it."),
+    port: int = typer.Option(8080, help="Port."),
+) -> None:
+    """Serve optuna-dashboard over the study storage (with the artifact folder)."""
+    from search.dashboard import serve_dashboard
+    from search.storage import artifact_dir, open_storage, storage_url
+
+    open_storage(storage)   # a clear error now rather than inside the dashboard
+    echo(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve_dashboard(storage_url(storage), host, port, artifact_dir(storage))
+
+
+@app.command()
+def quickstart(
+    out: Path = typer.Option(Path("quickstart"), help="Folder for data, study, runs, bundle, scores, report."),
+    workers: int = typer.Option(2, help="Worker processes."),
+) -> None:
+    """The main job on synthetic faces: synthesise, search, retrain, export, score, report (minutes on 2 CPUs)."""
+    from search.quickstart import run_quickstart
+
+    r = run_quickstart(out, workers, live=sys.stderr.isatty())
+    t = r["timings"]
+    echo("")
+    echo(f"quickstart done in {t['total']:.0f}s (data {t['data']:.0f}s, study {t['study']:.0f}s, retrain {t['retrain']:.0f}s)")
+    echo(f"  best trial {r['best_trial']}: search val EER {r['search_val_eer']:.2f}%, retrained val EER "
+         f"{r['val_eer']:.2f}%, test EER {r['test_eer']:.2f}%")
+    for key, label in (("data", "synthetic faces"), ("storage", "study storage"), ("run", "retrained run"),
+                       ("bundle", "export bundle"), ("scores", "test scores"), ("report", "report")):
+        echo(f"  {label:16s} {r[key]}")
+    echo(f"  dashboard        facesearch dashboard --storage {r['storage']}")
+
+
 def main() -> None:
     global DEBUG
     if "--debug" in sys.argv[1:]:

@@ -180,6 +180,8 @@ class Supervisor:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self.gpus[slot % len(self.gpus)])
+        elif "OMP_NUM_THREADS" not in os.environ:   # CPU workers share the cores instead of oversubscribing them
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
         timeout = [] if self.deadline is None else ["--timeout", str(max(1.0, self.deadline - time.time()))]
         n = [] if self.n_trials is None else ["--n-trials", str(self.n_trials)]
         cmd = [sys.executable, "-m", "search.cli", "worker", str(self.spec_path), "--storage", self.url,
