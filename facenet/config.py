@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
+
 
 @dataclass
 class TrainConfig:
@@ -95,11 +97,21 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
         """Load YAML or JSON (JSON is YAML) and apply ``key=value`` overrides."""
-        text = Path(path).read_text()
-        values = yaml.safe_load(text) or {}
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}: YAML syntax error{where}: {getattr(e, 'problem', e)}") from None
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
-        return cls.from_dict(values).override(overrides or [])
+            raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
+        try:
+            return cls.from_dict(values).override(overrides or [])
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
     def replace(self, **values: Any) -> "TrainConfig":
         """A copy with ``values`` coerced to each field's type; unknown keys fail."""
@@ -110,7 +122,7 @@ class TrainConfig:
         for pair in pairs:
             key, sep, raw = pair.partition("=")
             if not sep:
-                raise ValueError(f"--set {pair!r}: expected key=value")
+                raise ConfigError(f"--set {pair!r}: expected key=value")
             values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
         return self.replace(**values)
 
@@ -125,7 +137,7 @@ def coerce(key: str, value: Any) -> Any:
 
         close = difflib.get_close_matches(key, _TYPES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown TrainConfig field {key!r}{hint}")
+        raise ConfigError(f"unknown TrainConfig field {key!r}{hint}")
     kind = _TYPES[key]
     try:
         if kind == "bool":
@@ -142,4 +154,4 @@ def coerce(key: str, value: Any) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ValueError(f"TrainConfig field {key!r} expects {kind}, got {value!r}") from None
+        raise ConfigError(f"TrainConfig field {key!r} expects {kind}, got {value!r}") from None

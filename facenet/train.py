@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -50,7 +50,7 @@ class RunResult:
     seconds: float
     stopped_early: bool = False
     skipped_images: int = 0
-    extra: dict = field(default_factory=dict)
+    resumed_from: int = 0        # epochs already done when this process picked the run up
 
 
 def resolve_device(name: str) -> torch.device:
@@ -122,10 +122,12 @@ class Trainer:
         self.epoch, self.history = 0, []
         self.best_eer, self.best_epoch = math.inf, 0
         self.bad_epochs = 0
+        self.resumed_from = 0
 
         last = self.run_dir / "last.pt"
         if c.resume and last.exists():
             self._restore(checkpoint.load(last))
+            self.resumed_from = self.epoch
             self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
         elif c.initial_model:
             loaded, skipped = checkpoint.load_partial(self.model, checkpoint.model_state(checkpoint.load(c.initial_model)))
@@ -230,7 +232,8 @@ class Trainer:
                 stopped = True
                 break
         return RunResult(self.best_eer, self.best_epoch, self.history, str(self.run_dir), self.params,
-                         device_name(self.device), time.perf_counter() - start, stopped, self.skipped)
+                         device_name(self.device), time.perf_counter() - start, stopped, self.skipped,
+                         self.resumed_from)
 
 
 def device_name(device: torch.device) -> str:

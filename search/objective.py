@@ -66,6 +66,8 @@ class Objective:
                 self._prune(trial, f"median rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
 
         prefix = f"[trial {trial.number}]"
+        if config.resume and (Path(config.run_dir) / "last.pt").exists():
+            trial.set_user_attr("resumed", f"from the checkpoint in {config.run_dir}")
         try:
             result = fit(config, on_epoch=on_epoch, log=lambda m: self.log(f"{prefix} {m}"))
         except NonFiniteLoss as e:

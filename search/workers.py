@@ -64,6 +64,18 @@ def finished_or_running(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
 
 
+class BudgetSpent(Exception):
+    """Another worker took the last trial of the budget between our check and our ask."""
+
+
+def over_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Trial numbers are handed out atomically, so ranking by number settles races between workers:
+    a trial runs only if fewer than ``n_trials`` finished or running trials came before it."""
+    before = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                    TrialState.RUNNING)) if t.number < number]
+    return len(before) >= n_trials
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -115,20 +127,33 @@ class _Interrupted(BaseException):
 
 def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_trials: int | None = None,
                timeout: float | None = None, device: str = "auto", log: Callable[[str], None] = print) -> int:
-    """Run trials until the study holds ``n_trials`` finished or running ones, or ``timeout`` passes."""
+    """One worker: run the spec's trials until the study's budget is spent; returns trials run here."""
     storage = open_storage(url)
     prepare_study(spec, storage)
     study = optuna.load_study(study_name=spec.name, storage=storage, sampler=build_sampler(spec, worker_id),
                               pruner=build_pruner(spec))
     recover_dead_trials(study, log=log)
-    objective = Objective(spec, runs_root(url), device, log)
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
-    deadline = time.time() + timeout if timeout else None
+    return optimize_until(study, Objective(spec, runs_root(url), device, log),
+                          n_trials if n_trials is not None else spec.n_trials,
+                          time.time() + timeout if timeout else None, log)
 
-    def objective_with_owner(trial: optuna.Trial) -> float:
+
+def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
+                   deadline: float | None = None, log: Callable[[str], None] = print) -> int:
+    """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
+
+    Each trial records the process running it, so a supervisor (or a later worker on this
+    host) can tell a dead worker's trial from a live one. SIGTERM / SIGINT fail the running
+    trial with the reason (it resumes on the next run) and exit with status 130.
+    """
+    me = f"{socket.gethostname()}:{os.getpid()}"
+
+    def owned(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, me)
+        if n_trials is not None and over_budget(study, trial.number, n_trials):
+            trial.set_user_attr("fail_reason", "budget already spent when this trial started (not run)")
+            raise BudgetSpent()
         return objective(trial)
 
     def stop(signum, _frame):
@@ -138,7 +163,10 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
     ran = 0
     try:
         while (n_trials is None or finished_or_running(study) < n_trials) and (deadline is None or time.time() < deadline):
-            study.optimize(objective_with_owner, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            try:
+                study.optimize(owned, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            except BudgetSpent:
+                break
             ran += 1
     except _Interrupted as e:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -147,8 +175,8 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
                 log(f"trial {t.number}: interrupted by {e}; marked failed (resumes on the next run)")
         raise SystemExit(130)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return ran
 
 

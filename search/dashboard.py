@@ -1,0 +1,75 @@
+"""optuna-dashboard over a facesearch storage: its command line, and running it in the foreground."""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from facenet.errors import UserError
+
+from .storage import is_database
+
+# runs the console script's own entry point under this interpreter, so it works without PATH (0.21 has
+# no __main__); Ctrl-C may arrive twice (from the terminal and from serve_dashboard): exit once, quietly
+LAUNCH = """
+import signal, sys
+from importlib.metadata import entry_points
+
+def stop(*_):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(130)
+
+signal.signal(signal.SIGINT, stop)
+(ep,) = entry_points(group="console_scripts", name="optuna-dashboard")
+sys.argv[0] = "optuna-dashboard"
+sys.exit(ep.load()())
+"""
+# the drivers facesearch[db] installs (as search.storage uses): SQLAlchemy's defaults, psycopg2 and
+# mysqlclient, are not installed
+DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+STOP_GRACE = 10   # seconds the dashboard gets to exit after Ctrl-C before it is killed
+
+
+def database_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+def dashboard_command(url: str, host: str, port: int, artifact_dir: Path | None) -> list[str]:
+    if not entry_points(group="console_scripts", name="optuna-dashboard"):
+        raise UserError("optuna-dashboard is not installed; install it with: pip install optuna-dashboard")
+    if is_database(url):
+        storage = [database_url(url)]
+    else:   # a journal file; the hint spares the dashboard guessing from the file's first bytes
+        storage = [url.removeprefix("journal:"), "--storage-class", "JournalFileStorage"]
+    command = [sys.executable, "-c", LAUNCH, *storage, "--host", host, "--port", str(port)]
+    if artifact_dir is not None:
+        command += ["--artifact-dir", str(artifact_dir)]
+    return command
+
+
+def serve_dashboard(url: str, host: str = "127.0.0.1", port: int = 8080, artifact_dir: Path | None = None) -> int:
+    """Run the dashboard until it exits or Ctrl-C; return its exit status."""
+    command = dashboard_command(url, host, port, artifact_dir)
+    if artifact_dir is not None:
+        Path(artifact_dir).mkdir(parents=True, exist_ok=True)   # the artifact store expects the folder
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)   # a terminal sent it too, a supervisor's kill -INT did not
+        try:
+            return process.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now (the OS picks it); another process may still take it first."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
