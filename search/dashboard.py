@@ -10,7 +10,7 @@ from pathlib import Path
 
 from facenet.errors import UserError
 
-from .storage import is_database
+from .storage import is_database, sqlalchemy_url
 
 # runs the console script's own entry point under this interpreter, so it works without PATH (0.21 has
 # no __main__); Ctrl-C may arrive twice (from the terminal and from serve_dashboard): exit once, quietly
@@ -29,20 +29,14 @@ sys.exit(ep.load()())
 """
 # the drivers facesearch[db] installs (as search.storage uses): SQLAlchemy's defaults, psycopg2 and
 # mysqlclient, are not installed
-DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 STOP_GRACE = 10   # seconds the dashboard gets to exit after Ctrl-C before it is killed
-
-
-def database_url(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"{DRIVERS.get(scheme, scheme)}://{rest}"
 
 
 def dashboard_command(url: str, host: str, port: int, artifact_dir: Path | None) -> list[str]:
     if not entry_points(group="console_scripts", name="optuna-dashboard"):
         raise UserError("optuna-dashboard is not installed; install it with: pip install optuna-dashboard")
     if is_database(url):
-        storage = [database_url(url)]
+        storage = [sqlalchemy_url(url)]
     else:   # a journal file; the hint spares the dashboard guessing from the file's first bytes
         storage = [url.removeprefix("journal:"), "--storage-class", "JournalFileStorage"]
     command = [sys.executable, "-c", LAUNCH, *storage, "--host", host, "--port", str(port)]

@@ -90,7 +90,7 @@ class Context:
         self.trials = study.get_trials(deepcopy=False)
         self.complete = [t for t in self.trials if t.state == TrialState.COMPLETE and t.value is not None]
         self._importances: dict[str, float] | Skip | None = None
-        self.varying: list[str] = []   # the parameters ranked by importance
+        self.varying: list[str] = []   # the parameters importances are computed over
 
     def need_complete(self, n: int = 1) -> None:
         if len(self.complete) < n:

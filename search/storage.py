@@ -55,15 +55,21 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
         raise StorageError(f"cannot open journal storage {path}: {e.strerror or e}; choose a writable path") from None
 
 
+DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}   # what the db extra installs
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` and ``mysql://`` name the drivers facesearch installs (SQLAlchemy defaults to others)."""
+    scheme, rest = url.split("://", 1)
+    return f"{DRIVERS.get(scheme, scheme)}://{rest}"
+
+
 def _open_rdb(url: str) -> optuna.storages.RDBStorage:
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "mysql"):
         raise StorageError(f"storage URL {redact(url)!r}: unknown scheme {scheme!r}; use a journal file path, "
                            f"sqlite:///FILE, postgresql://USER:PASS@HOST/DB or mysql://USER:PASS@HOST/DB")
-    if scheme == "postgresql" and "+" not in url.split("://", 1)[0]:
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]   # psycopg 3, the driver the db extra installs
-    if scheme == "mysql" and "+" not in url.split("://", 1)[0]:
-        url = "mysql+pymysql://" + url.split("://", 1)[1]
+    url = sqlalchemy_url(url)
     heartbeat = {} if scheme == "sqlite" else {
         "heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
         "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
