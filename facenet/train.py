@@ -143,6 +143,8 @@ class Trainer:
             "augment": self.augment.state_dict() if hasattr(self.augment, "state_dict") else {},
             "epoch": self.epoch, "history": self.history, "best_eer": self.best_eer, "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "crop_rng": self.crop_rng.get_state(),
+            # triplet mining draws on the embeddings' device: keep the CUDA generators too, for exact resumes
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "config": self.config.to_dict(),
         }
 
@@ -158,6 +160,8 @@ class Trainer:
         self.epoch, self.history = s["epoch"], list(s["history"])
         self.best_eer, self.best_epoch, self.bad_epochs = s["best_eer"], s["best_epoch"], s["bad_epochs"]
         torch.set_rng_state(s["rng"])
+        if s["cuda_rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(s["cuda_rng"])
         self.crop_rng.set_state(s["crop_rng"])
 
     # ------------------------------------------------------------ loop
