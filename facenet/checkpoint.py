@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, loaded with ``weights_only=True``."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,11 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     """Write to a temporary file and rename, so the previous checkpoint survives a failed write."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)   # serialise first: a plain file write reports a full disk as ENOSPC
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

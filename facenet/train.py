@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -171,6 +172,15 @@ class Trainer:
         self.model.train()
         self.criterion.train()
         self.sampler.set_epoch(self.epoch)
+        # the sampler's batch count varies by an identity collision or two per epoch; put the
+        # per-iteration schedule back on this epoch's first step so epoch boundaries stay exact
+        first_step = (self.epoch - 1) * self.steps
+        if self.scheduler.last_epoch != first_step:
+            self.scheduler.last_epoch = first_step - 1
+            with warnings.catch_warnings():   # "step() before optimizer.step()": intended, nothing is skipped
+                warnings.simplefilter("ignore", UserWarning)
+                self.scheduler.step()
+        self.epoch_lr = self.optimizer.param_groups[0]["lr"]
         total, n_images, start = torch.zeros((), device=dev), 0, time.perf_counter()
         batches = self.loader
         if self.progress:
@@ -216,7 +226,7 @@ class Trainer:
             t0 = time.perf_counter()
             loss, speed = self.train_epoch()
             val_eer = self.verifier.eer(self.model, self.device, c.eval_batch, self.channels_last)
-            result = EpochResult(self.epoch, c.epochs, loss, val_eer, self.optimizer.param_groups[0]["lr"],
+            result = EpochResult(self.epoch, c.epochs, loss, val_eer, self.epoch_lr,
                                  time.perf_counter() - t0, speed)
             self.history.append(asdict(result))
             if val_eer < self.best_eer:
