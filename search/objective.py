@@ -17,19 +17,9 @@ from facenet import NonFiniteLoss, count_params, fit
 from facenet.errors import UserError
 from facenet.train import EpochResult
 
+from .retry import origin_number
 from .space import suggest
 from .spec import StudySpec
-
-RETRY_OF = "retry_of"   # user attribute: the trial number whose run folder a retry resumes
-
-
-def origin_number(trial: optuna.trial.BaseTrial) -> int:
-    """The first trial of a retry chain: a retried trial resumes that trial's checkpoint."""
-    if RETRY_OF in trial.user_attrs:
-        return int(trial.user_attrs[RETRY_OF])
-    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return trial.number if retried is None else retried
-
 
 def trial_dir(runs_root: str | Path, study_name: str, number: int) -> Path:
     return Path(runs_root) / study_name / f"trial-{number:04d}"

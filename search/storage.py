@@ -16,6 +16,8 @@ import optuna
 
 from facenet.errors import UserError
 
+from .retry import RetryStaleTrial
+
 # heartbeats and the retry callback are marked experimental but are the documented way to
 # survive dead workers on a database; the warning would print once per worker process
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -72,7 +74,7 @@ def _open_rdb(url: str) -> optuna.storages.RDBStorage:
     url = sqlalchemy_url(url)
     heartbeat = {} if scheme == "sqlite" else {
         "heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
-        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=MAX_RETRY),
     }
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)

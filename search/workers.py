@@ -20,7 +20,8 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .objective import RETRY_OF, Objective, TrialFailed, origin_number
+from .objective import Objective, TrialFailed
+from .retry import RETRY_OF, origin_number, requeue
 from .spec import StudySpec, build_pruner, build_sampler
 from .storage import StorageError, is_database, open_storage, redact, storage_url
 
@@ -43,20 +44,27 @@ def runs_root(url: str | None = None) -> Path:
 def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """Create the study (queueing the spec's known-good points) or load it; refuse a different space."""
     signature = spec.space_signature()
+    # look before creating: a journal records a failed create too, and an existing study must stay untouched
+    if spec.name in optuna.get_all_study_names(storage):
+        return _existing(spec, storage, signature)
     try:
         study = optuna.create_study(study_name=spec.name, storage=storage, direction="minimize")
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=spec.name, storage=storage)
-        stored = study.user_attrs.get(SIGNATURE)
-        if stored is not None and stored != signature:
-            raise StorageError(f"study {spec.name!r} already exists in this storage with a different search space; "
-                               f"give the spec another name: or use another --storage") from None
-        return study
+    except optuna.exceptions.DuplicatedStudyError:   # another worker created it a moment ago
+        return _existing(spec, storage, signature)
     study.set_user_attr(SIGNATURE, signature)
     study.set_user_attr(SPEC, spec.to_json())
     study.set_user_attr("description", spec.description or "")
     for point in spec.enqueue:
         study.enqueue_trial(point, skip_if_exists=True)
+    return study
+
+
+def _existing(spec: StudySpec, storage: optuna.storages.BaseStorage, signature: str) -> optuna.Study:
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    stored = study.user_attrs.get(SIGNATURE)
+    if stored is not None and stored != signature:
+        raise StorageError(f"study {spec.name!r} already exists in this storage with a different search space; "
+                           f"give the spec another name: or use another --storage")
     return study
 
 
@@ -84,11 +92,6 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue the same params again; the retry resumes the original trial's checkpoint."""
-    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin_number(trial)})
 
 
 def recover_dead_trials(study: optuna.Study, pids: set[int] | None = None, reason: str = "worker process died",
@@ -130,7 +133,9 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
     """One worker: run the spec's trials until the study's budget is spent; returns trials run here."""
     storage = open_storage(url)
     prepare_study(spec, storage)
-    study = optuna.load_study(study_name=spec.name, storage=storage, sampler=build_sampler(spec, worker_id),
+    # a resumed study must not replay the seeds of its first run: offset by the trials already there
+    offset = worker_id + 1000 * len(optuna.load_study(study_name=spec.name, storage=storage).trials)
+    study = optuna.load_study(study_name=spec.name, storage=storage, sampler=build_sampler(spec, offset),
                               pruner=build_pruner(spec))
     recover_dead_trials(study, log=log)
     timeout = timeout if timeout is not None else spec.timeout

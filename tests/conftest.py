@@ -19,11 +19,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> Path:
-    """24 synthetic identities x 6 images at 40 px in the course layout (built once per session)."""
+    """48 synthetic identities x 8 images at 40 px in the course layout (built once per session)."""
     from facenet.synth import synthesize
 
     root = tmp_path_factory.mktemp("synth") / "data"
-    synthesize(root, identities=24, images_per_identity=6, size=40, seed=0, val_pairs=120, test_pairs=120)
+    synthesize(root, identities=48, images_per_identity=8, size=40, seed=0, val_pairs=200, test_pairs=120)
     return root
 
 

@@ -96,8 +96,11 @@ def test_triplet_needs_two_images_per_identity(tiny_config):
 
 
 def test_early_stopping(tiny_config):
-    r = fit(tiny_config.replace(epochs=6, patience=1, lr=0.0, optimizer="sgd", momentum=0.0), log=lambda m: None)
-    assert r.stopped_early and len(r.history) == 2   # lr 0: no gain after the first epoch
+    # lr 0: only BatchNorm statistics move, so val EER soon stops improving
+    r = fit(tiny_config.replace(epochs=10, patience=1, lr=0.0, optimizer="sgd", momentum=0.0), log=lambda m: None)
+    eers = [h["val_eer"] for h in r.history]
+    first_without_gain = next(i for i in range(1, len(eers)) if eers[i] >= min(eers[:i]))
+    assert r.stopped_early and len(eers) == first_without_gain + 1 < 10
 
 
 @pytest.fixture

@@ -1,0 +1,115 @@
+"""The search space at work: suggesting a trial's params, checking enqueued points, and the
+smallest model the space can build (so a space where nothing fits the cap is refused up front)."""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Iterator
+
+import optuna
+
+from facenet.errors import ConfigError
+
+from .spec import ParamSpec, SpecError, StudySpec, did_you_mean, dependency_order
+
+SUGGEST: dict[str, Callable[[optuna.trial.BaseTrial, ParamSpec], Any]] = {
+    "float": lambda t, p: t.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log),
+    "int": lambda t, p: t.suggest_int(p.name, p.low, p.high, step=p.step or 1, log=p.log),
+    "categorical": lambda t, p: t.suggest_categorical(p.name, list(p.choices)),
+}
+SHAPING = ("model", "width", "depth", "block", "n_out", "resolution")   # fields the parameter count depends on
+MAX_COMBOS = 2000          # combinations smallest_param_count builds at most
+MAX_STEPS = 16             # a stepped range with more values is represented by its endpoints
+
+
+def suggest(trial: optuna.trial.BaseTrial, space: dict[str, ParamSpec], fixed: dict[str, Any]) -> dict[str, Any]:
+    """The trial's params: each space param, in dependency order, suggested only while its ``when`` holds."""
+    values, params = dict(fixed), {}
+    for name in dependency_order(space):
+        param = space[name]
+        if param.active(values):
+            params[name] = values[name] = SUGGEST[param.type](trial, param)
+    return params
+
+
+def check_enqueue(spec: StudySpec) -> None:
+    """Every enqueued point names space params with values inside the space, used where they are given."""
+    for i, point in enumerate(spec.enqueue):
+        path = f"enqueue[{i}]"
+        values = {**spec.fixed, **point}
+        for key, value in point.items():
+            if key not in spec.space:
+                raise SpecError.at(spec.source, path, f"unknown key {key!r}{did_you_mean(key, spec.space)}; "
+                                                      f"enqueue keys must be space params ({', '.join(spec.space)})")
+            param = spec.space[key]
+            if not param.contains(value):
+                raise SpecError.at(spec.source, f"{path}.{key}", f"{value!r} is outside the space ({param.describe()})")
+            if all(ref in values for ref in param.when) and not param.active(values):
+                condition = ", ".join(f"{ref} in {list(allowed)}" for ref, allowed in param.when.items())
+                raise SpecError.at(spec.source, f"{path}.{key}", f"unused in this point: {key} exists only when "
+                                                                 f"{condition}")
+
+
+def _candidates(param: ParamSpec, endpoints: bool) -> list:
+    """Values to try for the count: all of a categorical or a short stepped range, else the endpoints."""
+    values = param.grid_values()
+    if param.type == "categorical" or values is not None and len(values) <= MAX_STEPS and not endpoints:
+        return values
+    return [param.low, param.high]
+
+
+def _points(space: dict[str, ParamSpec], names: list[str], fixed: dict[str, Any],
+            endpoints: bool) -> Iterator[dict[str, Any]]:
+    """Every combination of the candidates of ``names`` (dependency order) that the ``when`` rules allow."""
+    def walk(i: int, point: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        if i == len(names):
+            yield dict(point)
+            return
+        param = space[names[i]]
+        if not param.active({**fixed, **point}):
+            yield from walk(i + 1, point)
+            return
+        for value in _candidates(param, endpoints):
+            point[param.name] = value
+            yield from walk(i + 1, point)
+        del point[param.name]
+
+    return walk(0, {})
+
+
+def _needed(space: dict[str, ParamSpec]) -> list[str]:
+    """The shaping params in the space plus every param their ``when`` depends on, in dependency order."""
+    needed, todo = set(), [n for n in SHAPING if n in space]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(ref for ref in space[name].when if ref in space)
+    return [n for n in dependency_order(space) if n in needed]
+
+
+def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
+    """The smallest parameter count the space reaches, and the params (shaping ones and what enables them)
+    that reach it. Continuous ranges count at their endpoints; at most ``MAX_COMBOS`` models are built."""
+    from facenet.models import count_params
+
+    base = spec.base_config()
+    names = _needed(spec.space)
+    # too many combinations with every stepped value: try the endpoints of numeric ranges only
+    endpoints = sum(1 for _ in itertools.islice(_points(spec.space, names, spec.fixed, False), MAX_COMBOS + 1)) \
+        > MAX_COMBOS
+    counts: dict[tuple, int | None] = {}
+    best: tuple[int, dict[str, Any]] | None = None
+    error: ConfigError | None = None
+    for point in itertools.islice(_points(spec.space, names, spec.fixed, endpoints), MAX_COMBOS):
+        config = base.replace(**point)
+        key = tuple(getattr(config, f) for f in SHAPING)
+        if key not in counts:
+            try:
+                counts[key] = count_params(config)
+            except ConfigError as e:   # a combination that cannot be built cannot run either
+                counts[key], error = None, error or e
+        if counts[key] is not None and (best is None or counts[key] < best[0]):
+            best = (counts[key], point)
+    if best is None:
+        raise SpecError.at(spec.source, "space", f"no configuration in the space builds a model: {error}")
+    return best
