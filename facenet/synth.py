@@ -6,8 +6,8 @@ painted as soft-edged shapes in a face frame with whole-image numpy arrays at tw
 box-downsampled. The two training domains differ as the course's do: train1 draws identities from
 narrow ranges under mild, studio-like conditions; train2 from wide ranges under harsher ones; val and
 test identities come from both. Each identity, image and pair list has its own numpy Generator keyed
-by (seed, purpose, split, identity, image), so the bytes depend on the arguments only, never on the
-number of processes.
+by (seed, purpose, split, identity, image), so the bytes depend on the arguments only and any identity
+can be rendered alone, in any order or process.
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class Face:
     eye_y: float               # eye height above the face centre, share of ry
     iris: tuple[float, float, float]
     brow_thick: float          # share of ry
-    brow_angle: float          # radians, positive raises the inner ends
+    brow_angle: float          # slant in radians, mirrored between the brows
     brow_gap: float            # above the eyes, share of ry
     brow_len: float            # half-length, share of the eye half-width
     brow_arch: float
@@ -311,105 +311,136 @@ def _hair_colour(cv: Canvas, f: Face) -> np.ndarray:
     return np.asarray(f.hair, np.float32) * strands[..., None]
 
 
-def render_face(face: Face, nuisance: Nuisance, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One image (size, size, 3) uint8: painted at twice ``size``, box-downsampled, blurred, noised."""
-    n, f = nuisance, face
-    side = size * _SUPERSAMPLE
-    cv = Canvas(side, n)
-    u, v = cv.u, cv.v
+@dataclass(frozen=True)
+class _Layout:
+    """Where an identity's features sit in the face frame, with this image's expression applied."""
+
+    ex: float            # eye centre distance from the mid-line
+    ey: float            # eye centre height
+    ew: float            # eye half-width
+    eh: float            # eye half-height
+    nose_bottom: float
+    mouth_y: float
+
+    @classmethod
+    def of(cls, f: Face, n: Nuisance) -> "_Layout":
+        ey, ew = -f.eye_y * f.ry, f.eye_w * f.rx
+        nose_bottom = ey + f.nose_len * f.ry
+        return cls(ex=f.eye_sep * f.rx, ey=ey, ew=ew, eh=max(ew * f.eye_open * n.eye_open, 0.003),
+                   nose_bottom=nose_bottom, mouth_y=nose_bottom + f.mouth_pos * (f.ry - nose_bottom))
+
+
+def _background(cv: Canvas, n: Nuisance) -> None:
+    side = cv.rgb.shape[0]
     tex = Image.fromarray(np.clip(128 + 127 * n.texture, 0, 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
     cv.rgb[:] = np.asarray(n.background, np.float32) * (0.5 + np.asarray(tex, np.float32) / 255)
-    hair = _hair_colour(cv, f)
-    front, back = HAIR_STYLES.get(f.hair_style)(cv, f)
-    if back is not None:
-        cv.paint(back, hair * 0.8)
 
+
+def _head(cv: Canvas, f: Face, n: Nuisance, g: _Layout) -> np.ndarray:
+    """Shirt, neck, ears and the face; returns the shaded skin colour for the features to darken."""
+    u, v = cv.u, cv.v
     lx, ly = n.light
-    # cheeks and chin narrow towards the jaw
-    jaw = 1 - (1 - f.jaw) * np.clip(v / f.ry, 0, 1) ** 2
-    uj = u / jaw
+    uj = u / (1 - (1 - f.jaw) * np.clip(v / f.ry, 0, 1) ** 2)    # cheeks narrow towards the chin
     k2 = (uj / f.rx) ** 2 + (v / f.ry) ** 2
     shade = (1 - 0.3 * np.clip(k2, 0, 1) ** 2) * (1 + 0.35 * (lx * u / f.rx + ly * v / f.ry))
     skin = np.asarray(f.skin, np.float32) * shade[..., None]
-
     cv.paint(cv.cover(cv.ellipse(0, 2.05 * f.ry, 2.7 * f.rx, 0.95 * f.ry)), n.shirt)
-    neck = np.maximum(np.abs(u) - 0.5 * f.rx, -v)
-    cv.paint(cv.cover(neck), skin * 0.78)
-    ey, ex = -f.eye_y * f.ry, f.eye_sep * f.rx
-    for side_sign in (-1, 1):
-        cv.paint(cv.cover(cv.ellipse(side_sign * 0.97 * f.rx, ey + 0.12 * f.ry, 0.14 * f.rx, 0.2 * f.ry)), skin * 0.88)
+    cv.paint(cv.cover(np.maximum(np.abs(u) - 0.5 * f.rx, -v)), skin * 0.78)
+    for side in (-1, 1):
+        cv.paint(cv.cover(cv.ellipse(side * 0.97 * f.rx, g.ey + 0.12 * f.ry, 0.14 * f.rx, 0.2 * f.ry)), skin * 0.88)
     cv.paint(cv.cover(cv.ellipse(0, 0, f.rx, f.ry, u=uj)), skin)
-
-    nose_bottom = ey + f.nose_len * f.ry
-    mouth_y = nose_bottom + f.mouth_pos * (f.ry - nose_bottom)
-    lip = f.lip * f.ry
-    mw = f.mouth_w * f.rx
     if f.beard != "none":
-        stache = np.maximum(np.abs(u) - mw * 1.15, np.abs(v - (mouth_y - lip - 0.035)) - 0.03)
+        lip = f.lip * f.ry
+        stache = np.maximum(np.abs(u) - f.mouth_w * f.rx * 1.15, np.abs(v - (g.mouth_y - lip - 0.035)) - 0.03)
         beard = stache if f.beard == "moustache" else np.minimum(
-            stache, np.maximum(cv.ellipse(0, 0, f.rx * 1.02, f.ry * 1.02, u=uj), nose_bottom + 0.04 * f.ry - v))
-        cv.paint(0.85 * cv.cover(beard, soft=2), hair)
+            stache, np.maximum(cv.ellipse(0, 0, f.rx * 1.02, f.ry * 1.02, u=uj), g.nose_bottom + 0.04 * f.ry - v))
+        cv.paint(0.85 * cv.cover(beard, soft=2), _hair_colour(cv, f))
+    return skin
 
-    # eyes: white, iris, pupil, upper lid
-    ew = f.eye_w * f.rx
-    eh = max(ew * f.eye_open * n.eye_open, 0.003)
-    for side_sign in (-1, 1):
-        cx = side_sign * ex
-        white = cv.ellipse(cx, ey, ew, eh)
+
+def _eyes(cv: Canvas, f: Face, n: Nuisance, g: _Layout, skin: np.ndarray) -> None:
+    """White, iris and pupil (kept inside the white), and the upper lid."""
+    r = g.ew * 0.5
+    for side in (-1, 1):
+        cx = side * g.ex
+        white = cv.ellipse(cx, g.ey, g.ew, g.eh)
         inside = cv.cover(white)
         cv.paint(inside, (0.93, 0.92, 0.9))
-        ix, iy = cx + n.gaze[0] * ew * 0.4, ey + n.gaze[1] * eh * 0.3
-        r = ew * 0.5
+        ix, iy = cx + n.gaze[0] * g.ew * 0.4, g.ey + n.gaze[1] * g.eh * 0.3
         cv.paint(np.minimum(cv.cover(cv.ellipse(ix, iy, r, r)), inside), f.iris)
         cv.paint(np.minimum(cv.cover(cv.ellipse(ix, iy, r * 0.45, r * 0.45)), inside), (0.03, 0.03, 0.03))
-        lid = np.maximum(np.abs(white) - 0.008, v - ey + eh * 0.3)
-        cv.paint(0.9 * cv.cover(lid), skin * 0.35)
+        cv.paint(0.9 * cv.cover(np.maximum(np.abs(white) - 0.008, cv.v - g.ey + g.eh * 0.3)), skin * 0.35)
 
-    # brows: mirrored, inner ends raised by a positive angle
-    by = ey - eh - f.brow_gap * f.ry - n.brow_raise
-    for side_sign in (-1, 1):
-        d = cv.ellipse(side_sign * ex, by, ew * f.brow_len, f.brow_thick * f.ry, angle=-side_sign * f.brow_angle,
+
+def _brows(cv: Canvas, f: Face, n: Nuisance, g: _Layout, skin: np.ndarray) -> None:
+    by = g.ey - g.eh - f.brow_gap * f.ry - n.brow_raise
+    for side in (-1, 1):
+        d = cv.ellipse(side * g.ex, by, g.ew * f.brow_len, f.brow_thick * f.ry, angle=-side * f.brow_angle,
                        bend=f.brow_arch)
         cv.paint(0.9 * cv.cover(d), np.asarray(f.hair) * 0.75)
 
-    # nose: shadow on the side away from the light, the tip's underside, nostrils
+
+def _nose(cv: Canvas, f: Face, n: Nuisance, g: _Layout, skin: np.ndarray) -> None:
+    """A shadow on the side away from the light, the tip's underside, nostrils."""
     nw = f.nose_w * f.rx
-    side_away = -1.0 if lx >= 0 else 1.0
-    cv.paint(0.25 * cv.cover(cv.ellipse(side_away * nw * 0.55, (ey + nose_bottom) / 2 + 0.02, nw * 0.3,
-                                        (nose_bottom - ey) / 2), soft=6), skin * 0.6)
-    cv.paint(0.35 * cv.cover(cv.ellipse(0, nose_bottom - nw * 0.15, nw * 1.05, nw * 0.45), soft=4), skin * 0.78)
-    for side_sign in (-1, 1):
-        cv.paint(cv.cover(cv.ellipse(side_sign * nw * 0.5, nose_bottom, nw * 0.28, nw * 0.16)), skin * 0.4)
+    away = -1.0 if n.light[0] >= 0 else 1.0
+    cv.paint(0.25 * cv.cover(cv.ellipse(away * nw * 0.55, (g.ey + g.nose_bottom) / 2 + 0.02, nw * 0.3,
+                                        (g.nose_bottom - g.ey) / 2), soft=6), skin * 0.6)
+    cv.paint(0.35 * cv.cover(cv.ellipse(0, g.nose_bottom - nw * 0.15, nw * 1.05, nw * 0.45), soft=4), skin * 0.78)
+    for side in (-1, 1):
+        cv.paint(cv.cover(cv.ellipse(side * nw * 0.5, g.nose_bottom, nw * 0.28, nw * 0.16)), skin * 0.4)
 
-    # mouth: lips along a curve whose corners rise with a smile, a dark line or opening between them
-    s = np.clip(u / mw, -1, 1)
+
+def _mouth(cv: Canvas, f: Face, n: Nuisance, g: _Layout, skin: np.ndarray) -> None:
+    """Lips along a curve whose corners rise with a smile, a dark line or opening between them."""
+    mw, lip = f.mouth_w * f.rx, f.lip * f.ry
+    s = np.clip(cv.u / mw, -1, 1)
     taper = np.sqrt(1 - s * s)
-    centre = mouth_y - (f.mouth_curve + n.smile) * s * s
+    centre = g.mouth_y - (f.mouth_curve + n.smile) * s * s
     opening = lip * n.mouth_open * taper
-    outside = np.abs(u) - mw
-    lips = np.maximum(np.abs(v - centre) - (lip * taper + opening), outside)
-    cv.paint(cv.cover(lips), f.lip_colour)
-    cv.paint(cv.cover(np.maximum(np.abs(v - centre) - np.maximum(opening, 0.006), outside)), (0.2, 0.06, 0.06))
+    outside = np.abs(cv.u) - mw
+    cv.paint(cv.cover(np.maximum(np.abs(cv.v - centre) - (lip * taper + opening), outside)), f.lip_colour)
+    cv.paint(cv.cover(np.maximum(np.abs(cv.v - centre) - np.maximum(opening, 0.006), outside)), (0.2, 0.06, 0.06))
 
-    cv.paint(front, hair)
 
-    if n.glasses is not None:
-        r, t = ew * 1.45, 0.016
-        frame = np.full_like(u, np.inf)
-        for side_sign in (-1, 1):
-            frame = np.minimum(frame, np.abs(cv.ellipse(side_sign * ex, ey, r, r * 0.8)) - t)
-        bar = np.maximum(np.abs(v - ey + 0.2 * r) - t * 0.8, np.abs(u) - (ex - r))
-        arms = np.maximum(np.abs(v - ey) - t * 0.8, np.maximum(ex + r - np.abs(u), np.abs(u) - f.rx))
-        cv.paint(cv.cover(np.minimum(frame, np.minimum(bar, arms))), n.glasses)
+def _glasses(cv: Canvas, f: Face, n: Nuisance, g: _Layout) -> None:
+    r, t = g.ew * 1.45, 0.016
+    frame = np.minimum(*(np.abs(cv.ellipse(side * g.ex, g.ey, r, r * 0.8)) - t for side in (-1, 1)))
+    bridge = np.maximum(np.abs(cv.v - g.ey + 0.2 * r) - t * 0.8, np.abs(cv.u) - (g.ex - r))
+    arms = np.maximum(np.abs(cv.v - g.ey) - t * 0.8, np.maximum(g.ex + r - np.abs(cv.u), np.abs(cv.u) - f.rx))
+    cv.paint(cv.cover(np.minimum(frame, np.minimum(bridge, arms))), n.glasses)
 
-    light = n.exposure * (1 + 0.5 * (lx * cv.x + ly * cv.y))
-    rgb = cv.rgb * light[..., None] * np.asarray(n.cast, np.float32)
+
+_FEATURES = (_eyes, _brows, _nose, _mouth)    # painted in this order, over the face and under the front hair
+
+
+def _camera(rgb: np.ndarray, cv: Canvas, n: Nuisance, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Scene lighting and colour cast, downsampling, lens blur, sensor noise."""
+    light = n.exposure * (1 + 0.5 * (n.light[0] * cv.x + n.light[1] * cv.y))
+    rgb = rgb * light[..., None] * np.asarray(n.cast, np.float32)
     rgb = rgb.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE, 3).mean(axis=(1, 3))
     img = Image.fromarray(np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8))
     if n.blur > 0.05:
         img = img.filter(ImageFilter.GaussianBlur(n.blur))
     out = np.asarray(img, np.float32) + rng.normal(0, n.noise, (size, size, 3)).astype(np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_face(face: Face, nuisance: Nuisance, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One image (size, size, 3) uint8: painted at twice ``size``, box-downsampled, blurred, noised."""
+    cv = Canvas(size * _SUPERSAMPLE, nuisance)
+    layout = _Layout.of(face, nuisance)
+    _background(cv, nuisance)
+    front, back = HAIR_STYLES.get(face.hair_style)(cv, face)
+    if back is not None:
+        cv.paint(back, _hair_colour(cv, face) * 0.8)
+    skin = _head(cv, face, nuisance, layout)
+    for paint in _FEATURES:
+        paint(cv, face, nuisance, layout, skin)
+    cv.paint(front, _hair_colour(cv, face))
+    if nuisance.glasses is not None:
+        _glasses(cv, face, nuisance, layout)
+    return _camera(cv.rgb, cv, nuisance, size, rng)
 
 
 # ---------------------------------------------------------------- the data set
@@ -469,50 +500,33 @@ def _draw_pairs(rng: np.random.Generator, per_identity: int, identities: int, wa
     return list(found.values())
 
 
-def make_pairs(rng: np.random.Generator, folders: list[str], per_identity: int, count: int,
-               names: Callable[[int], str]) -> list[tuple[int, str, str]]:
-    """About ``count`` pairs, half same-person, none repeated, none of an image with itself (fewer if the
-    split has fewer distinct pairs)."""
-    pos = _draw_pairs(rng, per_identity, len(folders), (count + 1) // 2, same=True)
-    neg = _draw_pairs(rng, per_identity, len(folders), count // 2, same=False)
-    rows = [(1, *p) for p in pos] + [(0, *p) for p in neg]
-    order = rng.permutation(len(rows))
-    return [(rows[j][0], f"{folders[rows[j][1]]}/{names(rows[j][2])}", f"{folders[rows[j][3]]}/{names(rows[j][4])}")
-            for j in order]
-
-
-def _write_identity(task: tuple) -> int:
-    folder, seed, split, identity, count, size = task
-    folder = Path(folder)
-    folder.mkdir(parents=True)
-    for i, img in enumerate(identity_images(seed, split, identity, count, size)):
-        Image.fromarray(img).save(folder / _image_name(i), quality=JPEG_QUALITY)
-    return count
-
-
-def _image_name(i: int) -> str:
+def image_name(i: int) -> str:
     return f"{i:05d}.jpg"
 
 
-def _write_all(tasks: list[tuple], progress: bool, total: int) -> None:
-    results = map(_write_identity, tasks)
-    if not progress:
-        for _ in results:
-            pass
-        return
-    from rich.progress import Progress
+def make_pairs(rng: np.random.Generator, folders: list[str], per_identity: int,
+               count: int) -> list[tuple[int, str, str]]:
+    """About ``count`` (label, path1, path2) pairs, half same-person, none repeated, none of an image
+    with itself; fewer where the split holds fewer distinct pairs."""
+    pos = _draw_pairs(rng, per_identity, len(folders), (count + 1) // 2, same=True)
+    neg = _draw_pairs(rng, per_identity, len(folders), count // 2, same=False)
+    rows = [(1, *p) for p in pos] + [(0, *p) for p in neg]
+    return [(label, f"{folders[g1]}/{image_name(i1)}", f"{folders[g2]}/{image_name(i2)}")
+            for label, g1, i1, g2, i2 in (rows[j] for j in rng.permutation(len(rows)))]
 
-    with Progress(transient=True) as bar:
-        job = bar.add_task("synthesising faces", total=total)
-        for n in results:
-            bar.advance(job, n)
+
+def _write_identity(folder: Path, seed: int, split: int, identity: int, count: int, size: int) -> None:
+    folder.mkdir(parents=True)
+    for i, img in enumerate(identity_images(seed, split, identity, count, size)):
+        Image.fromarray(img).save(folder / image_name(i), quality=JPEG_QUALITY)
 
 
 def synthesize(out: str | Path, identities: int = 200, images_per_identity: int = 20, size: int = 64, seed: int = 0,
                val_pairs: int = 600, test_pairs: int = 600, progress: bool = False) -> dict:
     """Write synthetic faces in the course layout under ``out``: train1/, train2/, val/ + val_pairs.csv,
     test/ + test_pairs.csv (real labels). Nothing is left half-written: the splits are built in a
-    temporary sibling folder and moved in at the end. Returns counts per split and the seconds taken."""
+    hidden temporary folder inside ``out`` and moved into place at the end. Returns identities per
+    split, images, pairs per list and seconds."""
     start = time.perf_counter()
     out = Path(out)
     counts = split_counts(identities)
@@ -522,24 +536,35 @@ def synthesize(out: str | Path, identities: int = 200, images_per_identity: int 
         raise DataError(f"size={size} px is too small to draw a face; use 16 or more")
     if seed < 0:
         raise DataError(f"seed={seed}: use a seed >= 0")
+    if min(val_pairs, test_pairs) < 2:
+        raise DataError(f"val_pairs={val_pairs}, test_pairs={test_pairs}: each list needs at least 2 pairs "
+                        f"(one of each label)")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file; choose a folder to write the data set into")
     taken = [name for name, *_ in SPLITS if (out / name).exists()]
     if taken:
         raise DataError(f"{out}: already holds {', '.join(taken)}; remove them or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     width = max(5, len(str(identities - 1)))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=".synth-partial-", dir=out))
     try:
-        tasks, folders, first = [], {}, 0
+        jobs, folders, first = [], {}, 0
         for split, (name, _, _) in enumerate(SPLITS):
             folders[name] = [f"id{first + i:0{width}d}" for i in range(counts[name])]
-            tasks += [(str(tmp / name / folder), seed, split, first + i, images_per_identity, size)
-                      for i, folder in enumerate(folders[name])]
+            jobs += [(tmp / name / folder, seed, split, first + i, images_per_identity, size)
+                     for i, folder in enumerate(folders[name])]
             first += counts[name]
-        _write_all(tasks, progress, identities * images_per_identity)
+        if progress:
+            from rich.progress import track
+
+            jobs = track(jobs, description="synthesising faces", transient=True)
+        for job in jobs:
+            _write_identity(*job)
         summary: dict = {f"{name}_identities": counts[name] for name, *_ in SPLITS}
         summary["images"] = identities * images_per_identity
-        for split, (name, want) in enumerate((("val", val_pairs), ("test", test_pairs)), start=2):
-            rows = make_pairs(_rng(seed, _PAIRS, split), folders[name], images_per_identity, want, _image_name)
+        for name, want in (("val", val_pairs), ("test", test_pairs)):
+            split = [n for n, *_ in SPLITS].index(name)
+            rows = make_pairs(_rng(seed, _PAIRS, split), folders[name], images_per_identity, want)
             (tmp / name / f"{name}_pairs.csv").write_text("".join(f"{lab},{a},{b}\n" for lab, a, b in rows))
             summary[f"{name}_pairs"] = len(rows)
         for name, *_ in SPLITS:
