@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def load_embedder(path: str | Path, device: torch.device) -> tuple[torch.nn.Modu
         raise CheckpointError(f"{path}: model file not found")
     if _is_torchscript(path):
         meta = json.loads((path.parent / "config.json").read_text()) if (path.parent / "config.json").exists() else {}
-        model = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location=device)
         return model.eval(), int(meta.get("resolution", TrainConfig.resolution))
     ckpt = checkpoint.load(path)
     if "config" not in ckpt:
@@ -76,13 +79,14 @@ def export_bundle(run: str | Path, out: str | Path, cap: int = 11_500_000, prove
     tmp.mkdir(parents=True)
 
     example = torch.randn(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # TorchScript is deprecated upstream, still what users load
         reference = model(example).numpy()
         traced = torch.jit.trace(model, example)
     traced.save(str(tmp / BUNDLE_MODEL))
     torch.onnx.export(model, (example,), str(tmp / "model.onnx"), input_names=["images"],
                       output_names=["embeddings"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                      dynamo=True, verbose=False)
+                      dynamo=True, external_data=False, verbose=False)
     session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
     onnx_out = session.run(None, {"images": example.numpy()})[0]
     diff = float(np.abs(onnx_out - reference).max())

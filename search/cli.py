@@ -151,11 +151,10 @@ def study_run(
     storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """Launch N workers on a study and watch it until its budget is spent."""
-    from rich.console import Console
     from rich.live import Live
 
     from search.live import progress_view
-    from search.status import trials_table
+    from search.status import console as make_console, trials_table
     from search.storage import open_storage
     from search.workers import Supervisor, prepare_study, recover_dead_trials
 
@@ -168,7 +167,7 @@ def study_run(
     store = open_storage(storage)
     study = prepare_study(spec, store)
     recover_dead_trials(study)
-    console = Console()
+    console = make_console()
     sup = Supervisor(spec, spec_path, storage, workers, gpu_list, n_trials, timeout, log=console.log)
     start = time.time()
     with Live(progress_view(study, sup, start), console=console, refresh_per_second=1, transient=False) as live:
@@ -215,10 +214,9 @@ def worker(
 def studies(storage: Optional[str] = typer.Option(None, help=STORAGE_HELP)) -> None:
     """List the studies in a storage with their trial counts and best EER."""
     import optuna
-    from rich.console import Console
     from rich.table import Table
 
-    from search.status import best_trial, counts
+    from search.status import best_trial, console, counts
     from search.storage import open_storage
 
     store = open_storage(storage)
@@ -233,7 +231,7 @@ def studies(storage: Optional[str] = typer.Option(None, help=STORAGE_HELP)) -> N
         table.add_row(summary.study_name, str(len(trials)), str(c["complete"]), str(c["pruned"] + c["pruned (cap)"]),
                       str(c["running"]), str(c["failed"]), f"{best.value:.2f}" if best else "",
                       str(best.number) if best else "")
-    Console().print(table)
+    console().print(table)
 
 
 @study_app.command("status")
@@ -243,15 +241,13 @@ def study_status(
     last: Optional[int] = typer.Option(None, help="Show only the last N trials."),
 ) -> None:
     """A table of the study's trials (state, EER, params, parameter count, prune reason) and the time left."""
-    from rich.console import Console
-
-    from search.status import counts, fmt_seconds, time_left, trials_table
+    from search.status import console as make_console, counts, fmt_seconds, time_left, trials_table
     from search.storage import load_study, open_storage
     from search.workers import SPEC
 
     study = load_study(name, open_storage(storage), storage)
     trials = study.get_trials(deepcopy=False)
-    console = Console()
+    console = make_console()
     console.print(trials_table(study, limit=last))
     n_trials = json.loads(study.user_attrs.get(SPEC, "{}")).get("n_trials")
     running = counts(trials)["running"]

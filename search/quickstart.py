@@ -13,14 +13,14 @@ from typing import Callable
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
 # sized to finish in a few minutes on 2 CPU cores (see the README for measured times)
-SYNTH = {"identities": 200, "images_per_identity": 12, "size": 40, "seed": 0}
+SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
 
 
 def builtin_study(name: str) -> Path:
     return STUDIES / f"{name}.yaml"
 
 
-def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 6, log: Callable[[str], None] = print,
+def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: Callable[[str], None] = print,
                    live: bool = True) -> dict:
     from facenet.data import PairList
     from facenet.evaluate import Verifier, eer, write_scores
@@ -51,12 +51,12 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 6, log: Ca
     sup = Supervisor(spec, spec_path, url, workers, None, None, None, log=log)
     t0 = time.time()
     if live:
-        from rich.console import Console
         from rich.live import Live
 
         from .live import progress_view
+        from .status import console
 
-        with Live(progress_view(study, sup, t0), console=Console(), refresh_per_second=1) as view:
+        with Live(progress_view(study, sup, t0), console=console(), refresh_per_second=1) as view:
             code = sup.run(study, on_tick=lambda: view.update(progress_view(study, sup, t0)))
     else:
         code = sup.run(study)

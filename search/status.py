@@ -6,9 +6,17 @@ import math
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
 from rich.table import Table
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def console() -> Console:
+    """A terminal's own width; piped output (logs, CI) gets room for a whole trial row per line."""
+    import sys
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def trial_duration(t: FrozenTrial) -> float | None:

@@ -20,7 +20,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .objective import Objective, TrialFailed
+from .objective import Objective, TrialFailed, trial_dir
 from .retry import RETRY_OF, origin_number, requeue
 from .spec import StudySpec, build_pruner, build_sampler
 from .storage import StorageError, is_database, open_storage, redact, storage_url
@@ -128,6 +128,29 @@ class _Interrupted(BaseException):
     """SIGTERM / SIGINT inside a worker; BaseException so the objective cannot swallow it."""
 
 
+def prune_checkpoints(study: optuna.Study, runs: Path, keep: int) -> list[int]:
+    """Bounded disk: delete the checkpoints of finished trials outside the study's best ``keep``.
+
+    Failed trials keep theirs (a retry resumes from it), running ones are still writing.
+    Returns the trial numbers whose checkpoints were removed.
+    """
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    ranked = sorted((t for t in finished if t.state == TrialState.COMPLETE and t.value is not None),
+                    key=lambda t: t.value)
+    keep_runs = {origin_number(t) for t in ranked[:keep]}
+    removed = []
+    for t in finished:
+        number = origin_number(t)
+        if number in keep_runs:
+            continue
+        files = list(trial_dir(runs, study.study_name, number).glob("*.pt"))
+        for f in files:
+            f.unlink(missing_ok=True)
+        if files:
+            removed.append(t.number)
+    return removed
+
+
 def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_trials: int | None = None,
                timeout: float | None = None, device: str = "auto", log: Callable[[str], None] = print) -> int:
     """One worker: run the spec's trials until the study's budget is spent; returns trials run here."""
@@ -139,13 +162,16 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
                               pruner=build_pruner(spec))
     recover_dead_trials(study, log=log)
     timeout = timeout if timeout is not None else spec.timeout
-    return optimize_until(study, Objective(spec, runs_root(url), device, log),
+    runs = runs_root(url)
+    return optimize_until(study, Objective(spec, runs, device, log),
                           n_trials if n_trials is not None else spec.n_trials,
-                          time.time() + timeout if timeout else None, log)
+                          time.time() + timeout if timeout else None, log,
+                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints))
 
 
 def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
-                   deadline: float | None = None, log: Callable[[str], None] = print) -> int:
+                   deadline: float | None = None, log: Callable[[str], None] = print,
+                   after_trial: Callable[[], object] = lambda: None) -> int:
     """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
 
     Each trial records the process running it, so a supervisor (or a later worker on this
@@ -173,6 +199,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
             except BudgetSpent:
                 break
             ran += 1
+            after_trial()
     except _Interrupted as e:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(WORKER) == me:

@@ -150,3 +150,17 @@ def test_a_later_worker_cleans_up_trials_of_dead_processes(synth_data, tmp_path)
     trials = study.get_trials(deepcopy=False)
     assert trials[trial.number].state == TrialState.FAIL
     assert trials[-1].state == TrialState.WAITING and trials[-1].user_attrs["retry_of"] == trial.number
+
+
+def test_only_the_best_k_trials_keep_their_checkpoints(synth_data, tmp_path, monkeypatch):
+    from search.workers import run_worker
+
+    monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "runs"))
+    spec_path = write_spec(tmp_path / "s.yaml", synth_data, "bounded", n_trials=4, epochs=1, keep_checkpoints=2)
+    url = str(tmp_path / "s.journal")
+    assert run_worker(load_spec(spec_path), url, log=lambda m: None) == 4
+    trials = trials_of(url, "bounded")
+    best_two = {t.number for t in sorted(trials, key=lambda t: t.value)[:2]}
+    for t in trials:
+        kept = sorted(p.name for p in (tmp_path / "runs" / "bounded" / f"trial-{t.number:04d}").glob("*.pt"))
+        assert kept == (["best.pt", "last.pt"] if t.number in best_two else []), (t.number, kept)
