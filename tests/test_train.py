@@ -134,3 +134,22 @@ def test_full_disk_at_checkpoint_time_keeps_the_previous_checkpoint(tiny_config,
     state = load(run / "last.pt")   # still the complete epoch-1 checkpoint
     assert state["epoch"] == 1
     assert not list(run.glob(".*.tmp*")), "a partial temporary file was left behind"
+
+
+from facenet.losses import LOSSES  # noqa: E402
+from facenet.optim import OPTIMIZERS, SCHEDULERS  # noqa: E402
+
+
+@pytest.mark.parametrize("loss", LOSSES.names())
+def test_short_run_with_each_loss(tiny_config, loss):
+    r = fit(tiny_config.replace(epochs=1, loss=loss), log=lambda m: None)
+    assert math.isfinite(r.history[0]["loss"]) and 0 <= r.best_val_eer <= 100
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS.names())
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
+def test_short_run_with_each_optimizer_and_scheduler(tiny_config, optimizer, scheduler):
+    r = fit(tiny_config.replace(epochs=2, optimizer=optimizer, scheduler=scheduler, weight_decay=1e-4,
+                                no_decay_norm_bias=True, warmup_epochs=0.5, t_0=1), log=lambda m: None)
+    lrs = [h["lr"] for h in r.history]
+    assert all(math.isfinite(h["loss"]) for h in r.history) and lrs[0] > 0
