@@ -30,22 +30,14 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm
 
 
 # ---------------------------------------------------------------- optimizers
-@OPTIMIZERS.register("adam")
-def adam(params, config) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2),
-                            weight_decay=config.weight_decay)
+def _adam_family(cls: type[torch.optim.Optimizer]) -> Callable:
+    def make(params, config) -> torch.optim.Optimizer:
+        return cls(params, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+    return make
 
 
-@OPTIMIZERS.register("adamw")
-def adamw(params, config) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2),
-                             weight_decay=config.weight_decay)
-
-
-@OPTIMIZERS.register("radam")
-def radam(params, config) -> torch.optim.Optimizer:
-    return torch.optim.RAdam(params, lr=config.lr, betas=(config.beta1, config.beta2),
-                             weight_decay=config.weight_decay)
+for _name, _cls in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("radam", torch.optim.RAdam)):
+    OPTIMIZERS.register(_name)(_adam_family(_cls))
 
 
 @OPTIMIZERS.register("sgd")

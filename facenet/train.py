@@ -187,33 +187,38 @@ class Trainer:
             from rich.progress import track
             batches = track(batches, total=self.steps, description=f"epoch {self.epoch}/{c.epochs}", transient=True)
         for x, y in batches:
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            x, mix = self.augment(to_float(random_crop(x, c.resolution, self.crop_rng)), y)
-            x = normalize(x)
-            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-            with autocast_for(dev, c.amp):
-                emb = self.forward_model(x)
-            emb = emb.float()   # losses compute in fp32 (margins on clamped cosines)
-            loss = self.criterion(emb, y)
-            if mix is not None:
-                perm, lam = mix
-                loss = lam * loss + (1 - lam) * self.criterion(emb, y[perm])
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
-            self.scheduler.step()
-            total += loss.detach()
+            total += self.step(x, y)
             n_images += len(y)
         mean = float(total) / self.steps   # one device sync per epoch, not per step
         if not math.isfinite(mean):
             raise NonFiniteLoss(f"training loss became {mean} in epoch {self.epoch} (lr {c.lr:g}, loss {c.loss}); "
                                 f"lower the learning rate or the margin")
         return mean, n_images / (time.perf_counter() - start)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on a batch of cached uint8 NHWC images; returns the detached loss."""
+        c, dev = self.config, self.device
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        x, mix = self.augment(to_float(random_crop(x, c.resolution, self.crop_rng)), y)
+        x = normalize(x)
+        x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        with autocast_for(dev, c.amp):
+            emb = self.forward_model(x)
+        emb = emb.float()   # losses compute in fp32 (margins on clamped cosines)
+        loss = self.criterion(emb, y)
+        if mix is not None:
+            perm, lam = mix
+            loss = lam * loss + (1 - lam) * self.criterion(emb, y[perm])
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
 
     def run(self, on_epoch: Callable[[EpochResult], None] | None = None) -> RunResult:
         c, start = self.config, time.perf_counter()
