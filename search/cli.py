@@ -156,7 +156,7 @@ def study_run(
     from search.live import progress_view
     from search.status import console as make_console, trials_table
     from search.storage import open_storage
-    from search.workers import Supervisor, prepare_study, recover_dead_trials
+    from search.workers import Supervisor, prepare_study, settle
 
     spec = _load_spec(spec_path, storage)
     _check_cap(spec)
@@ -166,7 +166,7 @@ def study_run(
         workers = len(gpu_list)
     store = open_storage(storage)
     study = prepare_study(spec, store)
-    recover_dead_trials(study)
+    settle(study)
     console = make_console()
     sup = Supervisor(spec, spec_path, storage, workers, gpu_list, n_trials, timeout, log=console.log)
     start = time.time()

@@ -23,8 +23,9 @@ from .retry import RetryStaleTrial
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 DEFAULT_STORAGE = "runs/facesearch.journal"
-HEARTBEAT_INTERVAL = 20      # seconds between a running trial's heartbeats
-GRACE_PERIOD = 60            # a trial silent this long is stale: failed and retried
+# seconds between a running trial's heartbeats, and of silence after which it is stale (failed
+# and retried); FACESEARCH_HEARTBEAT=INTERVAL:GRACE overrides them (the tests use seconds)
+HEARTBEAT_INTERVAL, GRACE_PERIOD = (int(v) for v in os.environ.get("FACESEARCH_HEARTBEAT", "20:60").split(":"))
 MAX_RETRY = 3
 
 

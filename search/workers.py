@@ -68,6 +68,23 @@ def _existing(spec: StudySpec, storage: optuna.storages.BaseStorage, signature: 
     return study
 
 
+POLL = 2.0   # seconds between looks at trials running elsewhere
+
+
+def settle(study: optuna.Study, log: Callable[[str], None] = print) -> None:
+    """Fail and re-queue trials whose worker is gone: by heartbeat on a database (any machine),
+    by process id on a journal file (this machine)."""
+    heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()   # RDB storages, cached or not
+    if heartbeat is not None:
+        optuna.storages.fail_stale_trials(study)
+    else:
+        recover_dead_trials(study, log=log)
+
+
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
 def finished_or_running(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
 
@@ -160,7 +177,6 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
     offset = worker_id + 1000 * len(optuna.load_study(study_name=spec.name, storage=storage).trials)
     study = optuna.load_study(study_name=spec.name, storage=storage, sampler=build_sampler(spec, offset),
                               pruner=build_pruner(spec))
-    recover_dead_trials(study, log=log)
     timeout = timeout if timeout is not None else spec.timeout
     runs = runs_root(url)
     return optimize_until(study, Objective(spec, runs, device, log),
@@ -193,7 +209,13 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     ran = 0
     try:
-        while (n_trials is None or finished_or_running(study) < n_trials) and (deadline is None or time.time() < deadline):
+        while deadline is None or time.time() < deadline:
+            settle(study, log)
+            if n_trials is not None and finished(study) >= n_trials:
+                break
+            if n_trials is not None and finished_or_running(study) >= n_trials:
+                time.sleep(POLL)   # the last trials run elsewhere; wait in case their worker dies
+                continue
             try:
                 study.optimize(owned, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
             except BudgetSpent:

@@ -164,3 +164,43 @@ def test_only_the_best_k_trials_keep_their_checkpoints(synth_data, tmp_path, mon
     for t in trials:
         kept = sorted(p.name for p in (tmp_path / "runs" / "bounded" / f"trial-{t.number:04d}").glob("*.pt"))
         assert kept == (["best.pt", "last.pt"] if t.number in best_two else []), (t.number, kept)
+
+
+def test_heartbeat_retries_a_vanished_workers_trial_on_postgres(synth_data, tmp_path, postgres_url):
+    """Two standalone workers (as on two machines, no supervisor); one is SIGKILLed mid-trial.
+    Its trial's heartbeat stops, the survivor fails it after the grace period, and its retry
+    resumes the checkpoint."""
+    name = f"heartbeat-{int(time.time())}"
+    spec_path = write_spec(tmp_path / "s.yaml", synth_data, name, n_trials=3, epochs=4)
+    env = dict(os.environ, FACESEARCH_RUNS=str(tmp_path / "runs"), FACESEARCH_HEARTBEAT="1:4",
+               OMP_NUM_THREADS="1")
+    workers = [subprocess.Popen([sys.executable, "-m", "search.cli", "worker", str(spec_path), "--storage",
+                                 postgres_url, "--worker-id", str(i)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            running = [t for t in trials_of(postgres_url, name) if t.state == TrialState.RUNNING]
+        except KeyError:
+            continue
+        for t in running:
+            if t.intermediate_values and max(t.intermediate_values) < 4:
+                pid = int(t.user_attrs[WORKER].rpartition(":")[2])
+                victim = next(w for w in workers if w.pid == pid)
+                victim.kill()
+                victim.wait()   # reaped: as gone as a process on another machine
+                killed = t.number
+                break
+    assert killed is not None, "no trial was caught mid-training"
+    survivor = next(w for w in workers if w is not victim)
+    out, _ = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, out
+    trials = trials_of(postgres_url, name)
+    assert trials[killed].state == TrialState.FAIL
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and "resumed" in retry[0].user_attrs
+    assert retry[0].system_attrs["failed_trial"] == killed, "not retried by Optuna's heartbeat callback"
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 3
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
