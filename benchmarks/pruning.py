@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         for seed in (int(s) for s in a.seeds.split(",")):
             spec = quickstart_spec(data, n_trials=a.trials)
             sampler = {**spec.sampler, "seed": seed}
-            pruner = {**spec.pruner, **({} if a.warmup_steps is None else {"n_warmup_steps": a.warmup_steps})}
-            print(f"== quickstart study, {a.trials} trials, sampler {sampler}")
-            for label, pruner in (("median", pruner), ("none", {"name": "none"})):
+            median = {**spec.pruner, **({} if a.warmup_steps is None else {"n_warmup_steps": a.warmup_steps})}
+            print(f"== quickstart study, {a.trials} trials, sampler {sampler}, pruner {median}")
+            for label, pruner in (("median", median), ("none", {"name": "none"})):
                 with temp_dir() as work:
                     results[label].append(run_study(dataclasses.replace(spec, sampler=sampler, pruner=pruner), work))
     for label, runs in results.items():

@@ -7,7 +7,7 @@ worker that dies and re-queues its trial, and stops everything cleanly on Ctrl-C
 """
 from __future__ import annotations
 
-import json
+import gc
 import os
 import signal
 import socket
@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .objective import Objective, TrialFailed, trial_dir
 from .retry import RETRY_OF, origin_number, requeue
 from .spec import StudySpec, build_pruner, build_sampler
-from .storage import StorageError, is_database, open_storage, redact, storage_url
+from .storage import StorageError, is_database, open_storage, storage_url
 
 SIGNATURE = "facesearch:signature"
 SPEC = "facesearch:spec"
@@ -179,6 +179,7 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
                               pruner=build_pruner(spec))
     timeout = timeout if timeout is not None else spec.timeout
     runs = runs_root(url)
+    gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial
     return optimize_until(study, Objective(spec, runs, device, log),
                           n_trials if n_trials is not None else spec.n_trials,
                           time.time() + timeout if timeout else None, log,

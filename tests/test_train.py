@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facenet import TrainConfig, fit
+from facenet import fit
 from facenet.checkpoint import CheckpointError, load, load_strict
 from facenet.errors import ConfigError, NonFiniteLoss
 from facenet.models import build_model, count_params
