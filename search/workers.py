@@ -179,7 +179,6 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
                               pruner=build_pruner(spec))
     timeout = timeout if timeout is not None else spec.timeout
     runs = runs_root(url)
-    gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial
     return optimize_until(study, Objective(spec, runs, device, log),
                           n_trials if n_trials is not None else spec.n_trials,
                           time.time() + timeout if timeout else None, log,
@@ -196,6 +195,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     trial with the reason (it resumes on the next run) and exit with status 130.
     """
     me = f"{socket.gethostname()}:{os.getpid()}"
+    gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial
 
     def owned(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, me)
