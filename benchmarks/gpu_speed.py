@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--res", default="112,224", help="comma-separated crop sizes")
     p.add_argument("--identities", type=int, default=64, help="identities per batch")
     p.add_argument("--n-per-class", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="loader threads")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians count")
     p.add_argument("--epochs", type=int, default=2, help="epochs per round and side")
     p.set_defaults(threads=0)   # the GPU does the work; the CPU side keeps torch's default

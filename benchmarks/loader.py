@@ -1,8 +1,8 @@
 """Training-batch throughput: our pipeline versus the course's per-item PIL pipeline.
 
-Ours: the decoded-image cache (memmap) + ClassBalancedSampler + BatchGather in a DataLoader
-(2 workers, persistent, pinned on CUDA), then the batched random crop + flip + float
-conversion + normalisation that facenet.train runs. Theirs: torchvision ImageFolder with
+Ours: the decoded-image cache (memmap) + ClassBalancedSampler + facenet.loader.BatchLoader
+(2 persistent threads cutting each image's random crop and flip on uint8 into reused buffers,
+pinned on CUDA), then the batched float conversion + normalisation that facenet.train runs. Theirs: torchvision ImageFolder with
 PIL open + Resize(256*res/224) + RandomCrop(res) + RandomHorizontalFlip + ToTensor +
 Normalize per image, a DataLoader with 2 workers. Same resolution, batch size and number
 of batches; the one-off cache build is reported separately. Target: ratio >= 3.
@@ -20,8 +20,9 @@ from torchvision import datasets, transforms as T
 from common import alternate, device, face_set, parse, parser, ratio_line, temp_dir, timed
 from facenet.augment import build_augment
 from facenet.config import TrainConfig
-from facenet.data import BatchGather, ClassBalancedSampler, IdentityFolder, cache_size, load_images
-from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, random_crop, to_float
+from facenet.data import ClassBalancedSampler, IdentityFolder, cache_size, load_images
+from facenet.loader import BatchLoader
+from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, normalize_
 
 
 def draw(loader: Iterable, n: int, consume: Callable, set_epoch: Callable[[int], None] = lambda e: None) -> int:
@@ -51,18 +52,16 @@ def ours(root: Path, res: int, identities: int, per_class: int, batches: int, wo
     with timed() as build:
         images = load_images(folder.root, folder.paths, cache_size(res), cache)
     sampler = ClassBalancedSampler(folder.labels, identities, per_class, max_img_per_cls=500, seed=0)
-    cuda = dev.type == "cuda"
-    loader = torch.utils.data.DataLoader(BatchGather(images.array, folder.labels), sampler=sampler, batch_size=None,
-                                         num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0)
     augment = build_augment(TrainConfig(augment="flip", seed=0))
-    crop_rng = torch.Generator(device=dev).manual_seed(0)
+    loader = BatchLoader(images.array, folder.labels, sampler, res, augment.flip, workers, pin=dev.type == "cuda")
+    to_float = ToFloat()
 
-    def consume(x: torch.Tensor, y: torch.Tensor) -> None:   # the first lines of Trainer.train_epoch
+    def consume(x: torch.Tensor, y: torch.Tensor) -> None:   # the first lines of Trainer.step
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        x, _ = augment(to_float(random_crop(x, res, crop_rng)), y)
-        normalize(x).contiguous()
+        x, _ = augment(to_float(x), y)
+        normalize_(x).contiguous()
 
-    draw(loader, 2, consume, sampler.set_epoch)   # start the persistent workers once, as a run does
+    draw(loader, 2, consume, sampler.set_epoch)   # warm up, as a run's first batches do
     return lambda: rate(loader, batches, consume, sampler.set_epoch), build()
 
 
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-per-class", type=int, default=4)
     p.add_argument("--batches", type=int, default=40, help="batches timed per side and round")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median counts")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="our loader threads and the per-item DataLoader's processes")
     p.add_argument("--device", default="auto")
     a = parse(p, argv)
     if a.quick:

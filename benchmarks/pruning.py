@@ -40,12 +40,20 @@ def run_study(spec: StudySpec, work: Path) -> tuple[int, float, float]:
     return epochs, min(complete) if complete else float("nan"), t()
 
 
+def pruner_changes(text: str) -> dict:
+    """'k=v,k=v' -> {k: v}, values read as YAML scalars (numbers stay numbers)."""
+    import yaml
+
+    return {k.strip(): yaml.safe_load(v) for k, v in (item.split("=", 1) for item in text.split(",") if item)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated sampler seeds; each runs both studies; "
                                                     "totals count")
-    p.add_argument("--warmup-steps", type=int, default=None, help="override the median pruner's n_warmup_steps")
+    p.add_argument("--pruner", default="", help="changes to the spec's pruner, e.g. "
+                                                "'n_warmup_steps=2' or 'name=percentile,percentile=60'")
     a = parse(p, argv)
     synth = {k: v for k, v in SYNTH.items() if k != "seed"}
     if a.quick:
@@ -56,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in (int(s) for s in a.seeds.split(",")):
             spec = quickstart_spec(data, n_trials=a.trials)
             sampler = {**spec.sampler, "seed": seed}
-            median = {**spec.pruner, **({} if a.warmup_steps is None else {"n_warmup_steps": a.warmup_steps})}
+            median = {**spec.pruner, **pruner_changes(a.pruner)}
             print(f"== quickstart study, {a.trials} trials, sampler {sampler}, pruner {median}")
             for label, pruner in (("median", median), ("none", {"name": "none"})):
                 with temp_dir() as work:

@@ -1,9 +1,9 @@
 """Training images/s fed by the real pipeline versus fed from memory, same model, loss and optimizer.
 
-Pipeline: ``facenet.train.Trainer.train_epoch()`` (cache memmap -> sampler -> DataLoader
-workers -> batched crop/augment/normalise -> step). Memory: the same Trainer's model,
-loss, optimizer, scheduler and augmentation, fed the same uint8 batches already held as
-tensors, through the same ``Trainer.step``. The ratio is what the pipeline costs the step
+Pipeline: ``facenet.train.Trainer.train_epoch()`` (cache memmap -> sampler -> loader threads
+cutting crops and flips -> batched float conversion/augment/normalise -> step). Memory: the
+same Trainer's model, loss, optimizer, scheduler and augmentation, fed the same uint8 crops
+already held as tensors, through the same ``Trainer.step``. The ratio is what the pipeline costs the step
 (target >= 0.9 on CPU). Defaults: resnet_w width 0.25 at 64 px on CPU, resnet18 at 112 px
 on CUDA.
 """
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--augment", default="flip")
     p.add_argument("--identities", type=int, default=32, help="identities per batch")
     p.add_argument("--n-per-class", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="loader threads")
     p.add_argument("--rounds", type=int, default=7, help="alternating rounds of one epoch each; the median counts")
     a = parse(p, argv)
     dev = device(a.device)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                               batch_size=a.identities, n_per_class=a.n_per_class, workers=a.workers, device=str(dev))
         pipe, mem, ratio = measure(config, a.rounds)
     print(f"{model}{f' width {a.width}' if model == 'resnet_w' else ''} at {res} px, {a.loss}, batches of "
-          f"{a.identities} x {a.n_per_class}, {a.workers} workers, {dev}")
+          f"{a.identities} x {a.n_per_class}, {a.workers} loader threads, {dev}")
     ratio_line(ratio, f"median of {a.rounds} rounds; pipeline {pipe:.0f} img/s vs in-memory {mem:.0f} img/s")
 
 

@@ -32,6 +32,10 @@ Op = Callable[..., Any]          # image op (x, g) -> x, or mixing op (x, g) -> 
 
 AUGMENTATIONS: Registry = Registry("augmentation")
 MIXING: set[str] = set()
+# Ops the loader's workers apply per image on uint8 crops (facenet.data.BatchGather), with their
+# probability. A mirror is an exact pixel permutation: a slice there, a full float pass here.
+# Running it first changes nothing in distribution: every op here is left-right symmetric.
+LOADER_OPS: dict[str, float] = {"flip": 0.5}
 
 # Presets are data: (op name, strengths) pairs, resolved through the registry like any op.
 PRESETS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
@@ -111,13 +115,6 @@ def _warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor | None = Non
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.clamp_(0, 1)   # bilinear weights sum to 1 only up to rounding
-
-
-@AUGMENTATIONS.register("flip")
-def flip(config, p: float = 0.5) -> Op:
-    def op(x, g):
-        return torch.where(_chance(g, len(x), p), x.flip(-1), x)
-    return op
 
 
 @AUGMENTATIONS.register("rotate")
@@ -315,13 +312,13 @@ def _expand(spec: str) -> list[tuple[str, dict[str, Any]]]:
     for name in [t.strip() for t in spec.split("+")] if spec.strip() else []:
         if name in PRESETS:
             ops.extend(PRESETS[name])
-        elif name in AUGMENTATIONS:
+        elif name in AUGMENTATIONS or name in LOADER_OPS:
             ops.append((name, {}))
         else:
             close = difflib.get_close_matches(name, augment_names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnknownName(f"unknown augmentation {name!r}{hint}; presets: {', '.join(PRESETS)}; "
-                              f"ops: {', '.join(AUGMENTATIONS.names())}")
+                              f"ops: {', '.join([*LOADER_OPS, *AUGMENTATIONS.names()])}")
     return ops
 
 
@@ -332,20 +329,23 @@ def check_augment(spec: str) -> None:
 
 def augment_names() -> list[str]:
     """Every name ``config.augment`` may join with '+': presets, then ops."""
-    return [*PRESETS, *AUGMENTATIONS.names()]
+    return [*PRESETS, *LOADER_OPS, *AUGMENTATIONS.names()]
 
 
 def _stream_seed(seed: int) -> int:
-    """A seed for augmentation's own stream: the trainer seeds its crop generator with ``seed`` itself,
-    and two generators with the same seed would tie each image's flip and erasing draws to its crop."""
+    """A seed for augmentation's own stream: the trainer seeds torch's global generator with ``seed``
+    itself, and a second generator with the same seed would replay the same draws."""
     return int(np.random.SeedSequence((seed, 0xA06)).generate_state(1, np.uint64)[0] >> 1)
 
 
 class Augment:
-    """A config's image ops, applied in order to each training batch, then at most one mixing op."""
+    """A config's image ops, applied in order to each training batch, then at most one mixing op.
 
-    def __init__(self, ops: list[Op], mixers: list[Op], seed: int, spec: str = ""):
-        self.ops, self.mixers, self.seed, self.spec = ops, mixers, seed, spec
+    ``flip`` is the probability of a mirror, which the loader applies before all of them.
+    """
+
+    def __init__(self, ops: list[Op], mixers: list[Op], seed: int, spec: str = "", flip: float = 0.0):
+        self.ops, self.mixers, self.seed, self.spec, self.flip = ops, mixers, seed, spec, flip
         self._generator: torch.Generator | None = None
         self._device: torch.device | None = None
         self._pending: dict | None = None      # state loaded before the first batch named the device
@@ -387,7 +387,10 @@ class Augment:
 
 
 def build_augment(config) -> Augment:
-    ops, mixers = [], []
+    ops, mixers, flip = [], [], 0.0
     for name, strengths in _expand(config.augment):
-        (mixers if name in MIXING else ops).append(AUGMENTATIONS.get(name)(config, **strengths))
-    return Augment(ops, mixers, config.seed, config.augment)
+        if name in LOADER_OPS:
+            flip = LOADER_OPS[name]
+        else:
+            (mixers if name in MIXING else ops).append(AUGMENTATIONS.get(name)(config, **strengths))
+    return Augment(ops, mixers, config.seed, config.augment, flip)

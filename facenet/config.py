@@ -70,7 +70,7 @@ class TrainConfig:
     # --- runtime ---
     seed: int = 0
     device: str = "auto"                     # auto | cpu | cuda | cuda:N
-    workers: int = 2                         # data-loader processes
+    workers: int = 2                         # loader threads cutting crops ahead (0: in the training thread)
     amp: bool = True                         # autocast on CUDA (bf16 where supported, else fp16)
     channels_last: bool = True               # CUDA only
     compile: bool = False                    # torch.compile the model

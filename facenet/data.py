@@ -2,7 +2,7 @@
 
 Images are decoded and resized once per (dataset, size) into a memory-mapped uint8 array
 (N, S, S, 3) that every later run, and every concurrent worker process, reads directly.
-Crops, flips and the other augmentations then run on whole batches (see ``facenet.train``).
+``facenet.loader`` cuts each image's random crop (and mirror) out of it, on uint8.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -203,13 +204,20 @@ def _build(root: Path, rel_paths: list[str], size: int, final: Path, progress: b
 
 
 # ---------------------------------------------------------------- sampler
+class Batch(NamedTuple):
+    """What the sampler hands the loader: dataset positions, and the seed of their crops and flips."""
+
+    indices: np.ndarray
+    seed: tuple[int, ...]        # (run seed, epoch, batch number): reproducible in any worker, on resume too
+
+
 class ClassBalancedSampler(torch.utils.data.Sampler):
     """The course's sampler: each batch holds ``batch_size`` identities x ``n_per_class`` images.
 
     Per epoch every identity contributes at most ``max_img_per_cls`` images, cut into groups
     of ``n_per_class``; groups are shuffled and placed so no identity appears twice in a batch
     (a group that would repeat an identity is dropped, as the course trainer does). Yields
-    one index array per batch; deterministic for (seed, epoch).
+    one ``Batch`` per batch; deterministic for (seed, epoch).
     """
 
     def __init__(self, labels: np.ndarray, batch_size: int, n_per_class: int, max_img_per_cls: int,
@@ -251,28 +259,11 @@ class ClassBalancedSampler(torch.utils.data.Sampler):
         return batches   # an incomplete last batch is dropped
 
     def __iter__(self):
-        return iter(self.batches())
+        for i, idx in enumerate(self.batches()):
+            yield Batch(idx, (self.seed, self.epoch, i))
 
     def __len__(self) -> int:
         return len(self.batches())
-
-
-class BatchGather(torch.utils.data.Dataset):
-    """Maps an index array to (uint8 NHWC images, labels) in one read of the memmap."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = np.asarray(idx)
-        order = np.argsort(idx, kind="stable")        # sorted reads are sequential on disk
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        x = np.ascontiguousarray(self.images[idx[order]][inverse])
-        return torch.from_numpy(x), torch.from_numpy(self.labels[idx])
 
 
 def readable(images: DecodedImages, folder: IdentityFolder) -> np.ndarray:

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_curve
 
 from .data import PairList, cache_size, load_images
 from .errors import DataError
-from .transforms import center_crop, normalize, to_float
+from .transforms import ToFloat, center_crop, normalize_
 
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -27,12 +27,10 @@ def embed(model: torch.nn.Module, images: np.ndarray, resolution: int, device: t
     """L2-normalised embeddings (N, D) of cached NHWC uint8 images, centre-cropped, in batches."""
     was_training = model.training
     model.eval()
-    out = []
+    out, to_float = [], ToFloat(channels_last)
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(np.array(images[start:start + batch])).to(device, non_blocking=True)  # copy: memmap is read-only
-        x = normalize(to_float(center_crop(x, resolution)))
-        if not channels_last:
-            x = x.contiguous()
+        crops = np.ascontiguousarray(center_crop(images[start:start + batch], resolution))   # a copy: the memmap is read-only
+        x = normalize_(to_float(torch.from_numpy(crops).to(device, non_blocking=True)))
         with autocast_for(device):
             e = model(x)
         out.append(F.normalize(e.float(), dim=1))

@@ -20,13 +20,14 @@ import torch
 from . import checkpoint
 from .augment import build_augment
 from .config import TrainConfig
-from .data import BatchGather, ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
+from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
 from .errors import ConfigError, DataError, NonFiniteLoss
 from .evaluate import Verifier, autocast_for
+from .loader import BatchLoader
 from .losses import build_loss
 from .models import build_model, count_params
 from .optim import build_optimizer, build_scheduler
-from .transforms import normalize, random_crop, to_float
+from .transforms import ToFloat, normalize_
 
 
 @dataclass
@@ -106,16 +107,15 @@ class Trainer:
         if self.steps == 0:
             raise DataError(f"{c.train_path}: too few images for one batch of {batch} identities x {c.n_per_class}")
         cuda = self.device.type == "cuda"
-        self.loader = torch.utils.data.DataLoader(
-            BatchGather(images.array, self.train_set.labels), sampler=self.sampler, batch_size=None,
-            num_workers=c.workers, pin_memory=cuda, persistent_workers=c.workers > 0)
+        self.augment = build_augment(c)
+        self.loader = BatchLoader(images.array, self.train_set.labels, self.sampler, c.resolution, self.augment.flip,
+                                  c.workers, pin=cuda)
         self.channels_last = cuda and c.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.to_float = ToFloat(self.channels_last)
         self.optimizer = build_optimizer([self.model, self.criterion], c)
         self.scheduler = build_scheduler(self.optimizer, c, self.steps)
-        self.augment = build_augment(c)
-        self.crop_rng = torch.Generator(device=self.device).manual_seed(c.seed)
         bf16 = cuda and torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda") if cuda and c.amp and not bf16 else None
         self.forward_model = torch.compile(self.model) if c.compile else self.model
@@ -143,7 +143,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "augment": self.augment.state_dict() if hasattr(self.augment, "state_dict") else {},
             "epoch": self.epoch, "history": self.history, "best_eer": self.best_eer, "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "crop_rng": self.crop_rng.get_state(),
+            "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(),
             # triplet mining draws on the embeddings' device: keep the CUDA generators too, for exact resumes
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "config": self.config.to_dict(),
@@ -163,7 +163,6 @@ class Trainer:
         torch.set_rng_state(s["rng"])
         if s["cuda_rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(s["cuda_rng"])
-        self.crop_rng.set_state(s["crop_rng"])
 
     # ------------------------------------------------------------ loop
     def train_epoch(self) -> tuple[float, float]:
@@ -196,12 +195,11 @@ class Trainer:
         return mean, n_images / (time.perf_counter() - start)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimisation step on a batch of cached uint8 NHWC images; returns the detached loss."""
+        """One optimisation step on a batch of uint8 NHWC crops; returns the detached loss."""
         c, dev = self.config, self.device
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        x, mix = self.augment(to_float(random_crop(x, c.resolution, self.crop_rng)), y)
-        x = normalize(x)
-        x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        x, mix = self.augment(self.to_float(x), y)
+        x = normalize_(x).contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         with autocast_for(dev, c.amp):
             emb = self.forward_model(x)
         emb = emb.float()   # losses compute in fp32 (margins on clamped cosines)
@@ -262,4 +260,8 @@ def device_name(device: torch.device) -> str:
 def fit(config: TrainConfig, on_epoch: Callable[[EpochResult], None] | None = None,
         log: Callable[[str], None] = print, progress: bool = False) -> RunResult:
     """Train ``config`` to the end (or early stop); ``on_epoch`` may raise to stop the run."""
-    return Trainer(config, log, progress).run(on_epoch)
+    trainer = Trainer(config, log, progress)
+    try:
+        return trainer.run(on_epoch)
+    finally:
+        trainer.loader.close()   # a worker trains trial after trial: no idle threads left behind

@@ -527,7 +527,8 @@ def _options(cls: type) -> list[str]:
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
             "gp": "GPSampler"}
 SAMPLER_NEEDS = {"cmaes": ("cmaes",), "gp": ("scipy", "torch")}
-PRUNERS = {"median": "MedianPruner", "hyperband": "HyperbandPruner", "none": "NopPruner"}
+PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner", "hyperband": "HyperbandPruner",
+           "none": "NopPruner"}
 
 
 def _parse_component(r: _Reader, raw: Any, path: str, classes: dict[str, str], module: str,

@@ -14,7 +14,9 @@ import pytest
 
 from facenet.config import TrainConfig
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# For the worker processes the tests start: the supervisor leaves a set OMP_NUM_THREADS alone, and
+# two workers with two OpenMP threads each on 2 cores spin at each other's barriers (epochs 100x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facenet.data import (BatchGather, ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images,
-                          readable)
+from facenet.data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
 from facenet.errors import DataError
 
 
@@ -60,11 +59,12 @@ def test_sampler_respects_indices_subset():
     assert set(used.tolist()) <= set(keep.tolist())
 
 
-def test_batch_gather_keeps_order():
-    images = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
-    labels = np.arange(10) * 10
-    x, y = BatchGather(images, labels)[np.array([7, 2, 9])]
-    assert (x.numpy() == images[[7, 2, 9]]).all() and y.tolist() == [70, 20, 90]
+def test_sampler_batches_carry_their_seed():
+    s = ClassBalancedSampler(np.repeat(np.arange(8), 4), 4, 2, 100, seed=3)
+    s.set_epoch(2)
+    batches = list(s)
+    assert [b.seed for b in batches] == [(3, 2, i) for i in range(len(batches))]
+    assert all((b.indices == ref).all() for b, ref in zip(batches, s.batches()))
 
 
 # ---------------------------------------------------------------- listing and pairs

@@ -5,7 +5,7 @@ from PIL import Image
 
 from facenet.data import PairList
 from facenet.evaluate import Verifier, eer, pair_scores, write_scores
-from facenet.transforms import center_crop, random_crop
+from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, center_crop, normalize_
 
 
 def eer_course(labels, scores):
@@ -57,16 +57,26 @@ def test_pair_scores_are_cosines():
     assert s == pytest.approx([float(emb[0] @ emb[4]), float(emb[3] @ emb[1])], abs=1e-6)
 
 
-def test_crops():
-    x = torch.arange(2 * 6 * 6 * 3, dtype=torch.int32).reshape(2, 6, 6, 3)
-    c = center_crop(x, 4)
-    assert torch.equal(c, x[:, 1:5, 1:5])
-    g = torch.Generator().manual_seed(0)
-    r = random_crop(x, 4, g)
-    assert r.shape == (2, 4, 4, 3)
-    for b in range(2):   # each crop is a contiguous window of its own image
-        top, left = int(r[b, 0, 0, 0] // 3 // 6 - b * 6), int(r[b, 0, 0, 0] // 3 % 6)
-        assert torch.equal(r[b], x[b, top:top + 4, left:left + 4])
+def test_center_crop_on_tensors_and_memmaps():
+    x = np.arange(2 * 6 * 6 * 3, dtype=np.uint8).reshape(2, 6, 6, 3)
+    assert (center_crop(x, 4) == x[:, 1:5, 1:5]).all()
+    assert torch.equal(center_crop(torch.from_numpy(x), 4), torch.from_numpy(x[:, 1:5, 1:5]))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_to_float_and_normalize_match_the_formula(channels_last):
+    x = torch.randint(0, 256, (4, 6, 5, 3), dtype=torch.uint8)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    reference = (x.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    to_float = ToFloat(channels_last)
+    y = normalize_(to_float(x))
+    torch.testing.assert_close(y, reference)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert y.shape == (4, 3, 6, 5) and y.is_contiguous(memory_format=fmt)
+    z = to_float(x.flip(0))                      # the next batch reuses the buffer ...
+    assert z.data_ptr() == y.data_ptr()
+    torch.testing.assert_close(z, x.flip(0).permute(0, 3, 1, 2).float() / 255)
+    assert to_float(x[:2]).shape == (2, 3, 6, 5)   # ... until the shape changes
 
 
 def test_score_file_format(tmp_path):

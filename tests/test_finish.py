@@ -82,9 +82,9 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
     res = meta["resolution"]
     pairs = PairList.read(finished["data"] / "test", "test_pairs.csv")
     cached = load_images(pairs.root, pairs.images[:16], cache_size(res), tmp_path / "cache").array
-    from facenet.transforms import center_crop, normalize, to_float
+    from facenet.transforms import ToFloat, center_crop, normalize_
 
-    images = normalize(to_float(center_crop(torch.from_numpy(np.array(cached)), res))).contiguous().numpy()
+    images = normalize_(ToFloat()(torch.from_numpy(np.array(center_crop(cached, res))))).numpy()
     np.save(tmp_path / "x.npy", images)
     out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_FACESEARCH, str(finished["bundle"]), str(tmp_path / "x.npy"),
                           str(tmp_path / "ts.npy"), str(tmp_path / "onnx.npy")], capture_output=True, text=True,

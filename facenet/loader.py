@@ -1,0 +1,108 @@
+"""Training batches from the decoded-image cache: random crops and mirrors cut by background threads.
+
+Each image's window is sliced out of the memmap on uint8 and copied into one of a ring of
+buffers that are reused batch after batch (pinned when the model is on CUDA). Threads,
+not worker processes: the work is slicing and copying, which runs outside the GIL, while a
+process must hand each batch over in freshly mapped shared memory, and on 2 cores those
+page faults cost more than the cutting itself (benchmarks/README.md has the numbers).
+The float conversion and the other augmentations then run on whole batches on the
+training device (``facenet.transforms``, ``facenet.augment``).
+"""
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .data import Batch, ClassBalancedSampler
+from .errors import DataError
+
+
+def cut(images: torch.Tensor, batch: Batch, res: int, flip: float, out: torch.Tensor) -> torch.Tensor:
+    """Write each image's random ``res`` x ``res`` window, mirrored with probability ``flip``, into
+    ``out``; the draws come from ``batch.seed`` alone, so any thread, and a resumed run, cut alike."""
+    rng = np.random.default_rng(batch.seed)
+    n = len(batch.indices)
+    top, left = rng.integers(0, images.shape[1] - res + 1, (2, n))
+    mirror = rng.random(n) < flip
+    for k, (i, t, l, m) in enumerate(zip(batch.indices.tolist(), top.tolist(), left.tolist(), mirror.tolist())):
+        window = images[i, t:t + res, l:l + res]
+        out[k] = window.flip(1) if m else window
+    return out[:n]
+
+
+class BatchLoader:
+    """Iterates a sampler's batches as (uint8 NHWC crops, labels), cut ``threads`` batches ahead.
+
+    The contract that lets buffers be reused: a consumer is done with a batch (or has queued
+    its copy to the GPU) when it asks for the next. ``threads=0`` cuts in the calling thread.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, sampler: ClassBalancedSampler, res: int,
+                 flip: float = 0.0, threads: int = 2, pin: bool = False):
+        if res > images.shape[1]:
+            raise DataError(f"crop {res} px is larger than the cached images ({images.shape[1]} px)")
+        with warnings.catch_warnings():   # torch warns that the memmap is read-only; nothing here writes to it
+            warnings.simplefilter("ignore", UserWarning)
+            self.images = torch.from_numpy(images)
+        self.labels, self.sampler, self.res, self.flip = labels, sampler, res, flip
+        self.threads, self.pin = threads, pin
+        self.ahead = 2 * threads                       # batches being cut while one is consumed
+        shape = (sampler.batch_size * sampler.n_per_class, res, res, 3)
+        self.ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=pin) for _ in range(self.ahead + 1)]
+        self.copied: list[torch.cuda.Event | None] = [None] * len(self.ring)   # a slot's last copy to the GPU
+        # One intra-op thread each: otherwise each copy in a loader thread starts an OpenMP team of
+        # its own, and two study workers on 2 cores ran 30x slower among the spinning threads.
+        self.pool = ThreadPoolExecutor(threads, "facenet-loader", torch.set_num_threads, (1,)) if threads else None
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _fill(self, batch: Batch, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.copied[slot] is not None:
+            self.copied[slot].synchronize()            # the GPU has read this slot's previous batch
+        x = cut(self.images, batch, self.res, self.flip, self.ring[slot])
+        return x, torch.from_numpy(self.labels[batch.indices])
+
+    def _submit(self, batch: Batch, slot: int) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(self._fill, batch, slot)
+        done = Future()
+        done.set_result(self._fill(batch, slot))
+        return done
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches, pending, slots = iter(enumerate(self.sampler)), deque(), len(self.ring)
+
+        def submit() -> None:
+            for j, batch in batches:
+                pending.append(self._submit(batch, j % slots))
+                return
+
+        for _ in range(slots):
+            submit()
+        j = 0
+        try:
+            while pending:
+                yield pending[0].result()
+                pending.popleft()
+                if self.pin:   # the consumer has queued its copy of this slot on the current stream
+                    self.copied[j % slots] = torch.cuda.current_stream().record_event()
+                submit()       # into the slot just given back
+                j += 1
+        finally:               # an abandoned epoch: let the threads finish before the slots are reused
+            for f in pending:
+                f.cancel()
+            wait(pending)
+
+    def close(self) -> None:
+        if getattr(self, "pool", None) is not None:   # also from __del__ after a failed __init__
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def __del__(self) -> None:
+        self.close()
