@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cache build (once per data set and size): {build:.2f} s for {n} images, {n / build:.0f} img/s")
         theirs_rate = per_item(train, a.res, batch, a.batches, a.workers, dev)
         ours_med, theirs_med, ratio = alternate(ours_rate, theirs_rate, a.rounds, ("pipeline", "per-item PIL"))
-    print(f"{a.batches} batches of {batch} images at {a.res} px, {a.workers} workers, {dev}")
+    print(f"{a.batches} batches of {batch} images at {a.res} px, {a.workers} loader threads vs {a.workers} "
+          f"DataLoader worker processes, {dev}")
     ratio_line(ratio, f"median of {a.rounds} rounds; pipeline {ours_med:.0f} img/s vs per-item PIL "
                       f"{theirs_med:.0f} img/s")
 

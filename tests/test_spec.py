@@ -314,6 +314,8 @@ def test_pruners():
     hyperband = parse_spec(with_(base(), ("pruner", {"name": "hyperband", "min_resource": 1, "max_resource": 3})))
     assert isinstance(build_pruner(hyperband), optuna.pruners.HyperbandPruner)
     assert isinstance(build_pruner(parse_spec(with_(base(), ("pruner", {"name": "none"})))), optuna.pruners.NopPruner)
+    percentile = parse_spec(with_(base(), ("pruner", {"name": "percentile", "percentile": 60.0, "n_warmup_steps": 1})))
+    assert isinstance(build_pruner(percentile), optuna.pruners.PercentilePruner)
 
 
 # ------------------------------------------------------------------ from: an earlier phase
