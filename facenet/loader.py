@@ -36,7 +36,7 @@ def cut(images: torch.Tensor, batch: Batch, res: int, flip: float, out: torch.Te
 
 
 class BatchLoader:
-    """Iterates a sampler's batches as (uint8 NHWC crops, labels), cut ``threads`` batches ahead.
+    """Iterates a sampler's batches as (uint8 NHWC crops, labels), cut up to ``2 * threads`` batches ahead.
 
     The contract that lets buffers be reused: a consumer is done with a batch (or has queued
     its copy to the GPU) when it asks for the next. ``threads=0`` cuts in the calling thread.
@@ -49,14 +49,13 @@ class BatchLoader:
         with warnings.catch_warnings():   # torch warns that the memmap is read-only; nothing here writes to it
             warnings.simplefilter("ignore", UserWarning)
             self.images = torch.from_numpy(images)
-        self.labels, self.sampler, self.res, self.flip = labels, sampler, res, flip
-        self.threads, self.pin = threads, pin
-        self.ahead = 2 * threads                       # batches being cut while one is consumed
+        self.labels, self.sampler, self.res, self.flip, self.pin = labels, sampler, res, flip, pin
         shape = (sampler.batch_size * sampler.n_per_class, res, res, 3)
-        self.ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=pin) for _ in range(self.ahead + 1)]
-        self.copied: list[torch.cuda.Event | None] = [None] * len(self.ring)   # a slot's last copy to the GPU
-        # One intra-op thread each: otherwise each copy in a loader thread starts an OpenMP team of
-        # its own, and two study workers on 2 cores ran 30x slower among the spinning threads.
+        slots = 2 * threads + 1                        # one being consumed, two per thread being cut
+        self.ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=pin) for _ in range(slots)]
+        self.copied: list[torch.cuda.Event | None] = [None] * slots   # each slot's last copy to the GPU
+        # One intra-op thread each: a copy of a whole crop is big enough for torch to split it over
+        # an OpenMP team of the loader thread's own, which would contend with the training thread's.
         self.pool = ThreadPoolExecutor(threads, "facenet-loader", torch.set_num_threads, (1,)) if threads else None
 
     def __len__(self) -> int:

@@ -12,7 +12,7 @@ from typing import Callable
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
-# sized to finish in a few minutes on 2 CPU cores (see the README for measured times)
+# sized to finish in under a minute on 2 CPU cores (see the README for measured times)
 SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
 
 
