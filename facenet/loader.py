@@ -99,9 +99,13 @@ class BatchLoader:
             wait(pending)
 
     def close(self) -> None:
-        if getattr(self, "pool", None) is not None:   # also from __del__ after a failed __init__
+        """Stop the threads once they finish what they are cutting."""
+        if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
     def __del__(self) -> None:
-        self.close()
+        # no waiting here: the last reference may go in one of the pool's own threads
+        pool = getattr(self, "pool", None)   # absent after a failed __init__
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
