@@ -32,7 +32,7 @@ Op = Callable[..., Any]          # image op (x, g) -> x, or mixing op (x, g) -> 
 
 AUGMENTATIONS: Registry = Registry("augmentation")
 MIXING: set[str] = set()
-# Ops the loader's workers apply per image on uint8 crops (facenet.data.BatchGather), with their
+# Ops the loader's threads apply per image on uint8 crops (facenet.loader.cut), with their
 # probability. A mirror is an exact pixel permutation: a slice there, a full float pass here.
 # Running it first changes nothing in distribution: every op here is left-right symmetric.
 LOADER_OPS: dict[str, float] = {"flip": 0.5}

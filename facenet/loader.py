@@ -75,28 +75,28 @@ class BatchLoader:
         return done
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        batches, pending, slots = iter(enumerate(self.sampler)), deque(), len(self.ring)
+        batches, pending, slots = enumerate(self.sampler), deque(), len(self.ring)
 
         def submit() -> None:
-            for j, batch in batches:
-                pending.append(self._submit(batch, j % slots))
-                return
+            j, batch = next(batches, (None, None))
+            if batch is not None:
+                pending.append((j % slots, self._submit(batch, j % slots)))
 
         for _ in range(slots):
             submit()
-        j = 0
         try:
             while pending:
-                yield pending[0].result()
+                slot, future = pending[0]
+                yield future.result()
                 pending.popleft()
                 if self.pin:   # the consumer has queued its copy of this slot on the current stream
-                    self.copied[j % slots] = torch.cuda.current_stream().record_event()
+                    self.copied[slot] = torch.cuda.current_stream().record_event()
                 submit()       # into the slot just given back
-                j += 1
         finally:               # an abandoned epoch: let the threads finish before the slots are reused
-            for f in pending:
+            futures = [f for _, f in pending]
+            for f in futures:
                 f.cancel()
-            wait(pending)
+            wait(futures)
 
     def close(self) -> None:
         """Stop the threads once they finish what they are cutting."""
