@@ -85,7 +85,7 @@ def quickstart_spec(data: Path, **changes):
     """studies/quickstart.yaml read against ``data`` (its ${FACESEARCH_DATA}), with ``changes`` to the spec."""
     import dataclasses
 
-    from search.quickstart import builtin_study
+    from search.finish.quickstart import builtin_study
     from search.spec import load_spec
 
     os.environ["FACESEARCH_DATA"] = str(data)
@@ -114,7 +114,7 @@ def open_study(spec, journal: Path):
 
     from search.spec import build_pruner, build_sampler
     from search.storage import open_storage
-    from search.workers import prepare_study
+    from search.run.study import prepare_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(str(journal))

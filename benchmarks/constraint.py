@@ -20,17 +20,17 @@ from unittest import mock
 
 import numpy as np
 
-import search.objective
+import search.run.objective
 from common import face_set, open_study, parse, parser, quickstart_spec, ratio_line, temp_dir, timed
 from facenet import fit
 from facenet.config import TrainConfig
 from facenet.data import IdentityFolder, PairList, cache_size, load_images
 from facenet.models import MODELS, WIDTHS, count_params
 from facenet.train import EpochResult, RunResult
-from search.objective import Objective
-from search.quickstart import SYNTH
+from search.run.objective import Objective
+from search.finish.quickstart import SYNTH
 from search.spec import StudySpec
-from search.workers import optimize_until
+from search.run.worker import optimize_until
 
 
 def count_params_table(repeats: int) -> None:
@@ -68,7 +68,7 @@ def no_training(seed: int):
 def overhead_per_trial(spec: StudySpec, trials: int, work: Path) -> float:
     study = open_study(spec, work / "overhead.journal")
     objective = Objective(spec, work / "runs", "cpu", log=lambda m: None)
-    with mock.patch.object(search.objective, "fit", no_training(0)), timed() as t:
+    with mock.patch.object(search.run.objective, "fit", no_training(0)), timed() as t:
         optimize_until(study, objective, trials)
     states = [trial.state.name.lower() for trial in study.trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))

@@ -1,7 +1,7 @@
 """What median pruning saves: the same quickstart-sized study with the spec's median pruner and with none.
 
 studies/quickstart.yaml (same sampler and seed, its enqueued points, 20 trials, one worker,
-in process: optuna + search.objective.Objective + search.spec) on a freshly synthesised
+in process: optuna + search.run.objective.Objective + search.spec) on a freshly synthesised
 quickstart data set, run twice. Counted: training epochs consumed (intermediate values
 reported) and the best val EER of each. A few hundred val pairs measure an EER near 20 %
 only to a few points, so the pair of runs is repeated for several sampler seeds
@@ -17,10 +17,10 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from common import face_set, open_study, parse, parser, quickstart_spec, ratio_line, temp_dir, timed
-from search.objective import Objective
-from search.quickstart import SYNTH
+from search.run.objective import Objective
+from search.finish.quickstart import SYNTH
 from search.spec import StudySpec
-from search.workers import optimize_until
+from search.run.worker import optimize_until
 
 
 def run_study(spec: StudySpec, work: Path) -> tuple[int, float, float]:

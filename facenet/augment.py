@@ -16,7 +16,6 @@ Op shapes (``AUGMENTATIONS`` holds factories ``fn(config, **strengths) -> op``):
 """
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any, Callable
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .registry import Registry, UnknownName
 
 Mix = tuple[torch.Tensor, float]
@@ -315,9 +314,7 @@ def _expand(spec: str) -> list[tuple[str, dict[str, Any]]]:
         elif name in AUGMENTATIONS or name in LOADER_OPS:
             ops.append((name, {}))
         else:
-            close = difflib.get_close_matches(name, augment_names(), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownName(f"unknown augmentation {name!r}{hint}; presets: {', '.join(PRESETS)}; "
+            raise UnknownName(f"unknown augmentation {name!r}{did_you_mean(name, augment_names())}; presets: {', '.join(PRESETS)}; "
                               f"ops: {', '.join([*LOADER_OPS, *AUGMENTATIONS.names()])}")
     return ops
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 
 @dataclass
 class TrainConfig:
-    # --- data (course layout, see DESIGN.md) ---
+    # --- data (course layout, see docs/DESIGN.md) ---
     train_path: str = "data/train1"          # one sub-folder per identity
     val_path: str = "data/val"               # root that val_list paths are relative to
     val_list: str = "val_pairs.csv"          # relative to val_path unless absolute
@@ -103,9 +103,7 @@ class TrainConfig:
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}: YAML syntax error{where}: {getattr(e, 'problem', e)}") from None
+            raise ConfigError(f"{path}: {yaml_problem(e)}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
         try:
@@ -127,18 +125,21 @@ class TrainConfig:
         return self.replace(**values)
 
 
-_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+FIELD_TYPES: dict[str, str] = {f.name: f.type for f in dataclasses.fields(TrainConfig)}   # "int", "float", ...
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """One line for a YAML error: what and where (spec files and config files alike)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark else ""
+    return f"YAML syntax error{where}: {getattr(e, 'problem', None) or e}"
 
 
 def coerce(key: str, value: Any) -> Any:
     """Coerce ``value`` to the declared type of field ``key`` (YAML gives ints for floats etc.)."""
-    if key not in _TYPES:
-        import difflib
-
-        close = difflib.get_close_matches(key, _TYPES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown TrainConfig field {key!r}{hint}")
-    kind = _TYPES[key]
+    if key not in FIELD_TYPES:
+        raise ConfigError(f"unknown TrainConfig field {key!r}{did_you_mean(key, FIELD_TYPES)}")
+    kind = FIELD_TYPES[key]
     try:
         if kind == "bool":
             if isinstance(value, str):

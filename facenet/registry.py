@@ -6,10 +6,9 @@ fails with the list of known ones.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Callable, Generic, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 F = TypeVar("F", bound=Callable)
 
@@ -43,9 +42,7 @@ class Registry(Generic[F]):
             raise UnknownName(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(str(name), self._items, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}"
+        return f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; known: {', '.join(self.names())}"
 
     def create(self, name: str, *args, **kwargs):
         return self.get(name)(*args, **kwargs)

@@ -16,7 +16,7 @@ import optuna
 
 from facenet.errors import UserError
 
-from .retry import RetryStaleTrial
+from .run.recovery import RetryStaleTrial
 
 # heartbeats and the retry callback are marked experimental but are the documented way to
 # survive dead workers on a database; the warning would print once per worker process
@@ -100,8 +100,17 @@ def load_study(name: str, storage: optuna.storages.BaseStorage, url: str | None 
         raise StorageError(f"no study named {name!r} in {redact(storage_url(url))}; studies there: {listing}") from None
 
 
-def artifact_dir(url: str | None = None) -> Path:
-    """Artifacts (retrained models, reports) sit beside a journal file, or under runs/ for databases."""
+def home(url: str | None = None) -> Path:
+    """The folder a storage's files go in: beside a journal file, or runs/ for a database."""
     url = storage_url(url)
-    base = Path("runs") if is_database(url) else Path(url.removeprefix("journal:")).parent
-    return base / "artifacts"
+    return Path("runs") if is_database(url) else Path(url.removeprefix("journal:")).parent
+
+
+def runs_root(url: str | None = None) -> Path:
+    """Trial run folders: $FACESEARCH_RUNS (a shared file system for many machines), else the storage's home."""
+    return Path(os.environ["FACESEARCH_RUNS"]) if os.environ.get("FACESEARCH_RUNS") else home(url)
+
+
+def artifact_dir(url: str | None = None) -> Path:
+    """Artifacts (retrained models, reports) for optuna-dashboard."""
+    return home(url) / "artifacts"

@@ -16,7 +16,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.dashboard import LAUNCH, dashboard_command, free_port
+from search.view.dashboard import LAUNCH, dashboard_command, free_port
 from search.storage import open_storage
 
 DISTS = {"loss": CategoricalDistribution(["arcface", "softmax"]), "lr": FloatDistribution(1e-4, 1e-1, log=True)}
@@ -88,7 +88,7 @@ def test_ctrl_c_stops_dashboard_quietly(to, tmp_path):
     journal = str(tmp_path / "s.journal")
     optuna.create_study(study_name="quiet", storage=open_storage(journal))
     port, log = free_port(), tmp_path / "serve.log"
-    serve = f"import sys, search.dashboard as d; sys.exit(d.serve_dashboard({journal!r}, port={port}))"
+    serve = f"import sys, search.view.dashboard as d; sys.exit(d.serve_dashboard({journal!r}, port={port}))"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-c", serve], stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)

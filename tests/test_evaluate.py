@@ -9,7 +9,7 @@ from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, center_crop
 
 
 def eer_course(labels, scores):
-    """DESIGN.md's formula, spelled out as the course writes it."""
+    """docs/DESIGN.md's formula, spelled out as the course writes it."""
     from sklearn.metrics import roc_curve
 
     fpr, tpr, _ = roc_curve(labels, scores)

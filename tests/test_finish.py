@@ -15,10 +15,11 @@ import torch
 from facenet.data import PairList, cache_size, load_images
 from facenet.evaluate import embed
 from facenet.export import export_bundle, load_embedder
-from search.finish import RETRAIN, retrain
+from search.finish.retrain import retrain
+from search.record import RETRAIN
 from search.spec import load_spec
 from search.storage import open_storage
-from search.workers import run_worker
+from search.run.worker import run_worker
 from test_workers import write_spec
 
 
@@ -118,7 +119,7 @@ def test_score_cli_accepts_bundle_and_checkpoint(finished, tmp_path):
 
 
 def test_report_of_a_real_study(finished, tmp_path):
-    from search.report import write_report
+    from search.view.report import write_report
 
     study = optuna.load_study(study_name="finish", storage=open_storage(finished["url"]))
     html = write_report(study, tmp_path / "report").read_text()

@@ -90,7 +90,7 @@ def ref_triplet(x: torch.Tensor, triplets, margin: float) -> float:
 
 
 def ref_allowed(x: torch.Tensor, y: torch.Tensor, a: int, p: int, hard_rank: int, margin: float) -> set[int]:
-    """The negatives a hard draw may return for pair (a, p), by DESIGN.md's definition."""
+    """The negatives a hard draw may return for pair (a, p), by docs/DESIGN.md's definition."""
     e = [unit(r) for r in rows(x)]
     others = [j for j in range(len(e)) if y[j] != y[a]]
     if hard_rank >= 0:

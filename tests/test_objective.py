@@ -8,9 +8,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search.objective import Objective
+from search.run.objective import Objective
 from search.spec import build_pruner, build_sampler, parse_spec
-from search.workers import optimize_until
+from search.run.worker import optimize_until
 
 
 def make_spec(data, **over):
@@ -90,7 +90,7 @@ def test_nan_loss_prunes_the_trial_and_the_study_goes_on(synth_data, tmp_path):
 
 def test_out_of_memory_fails_the_trial_and_the_worker_goes_on(synth_data, tmp_path, monkeypatch):
     """No GPU here: the CUDA out-of-memory error is injected into the first trial's training."""
-    import search.objective as objective
+    import search.run.objective as objective
 
     real_fit, calls = objective.fit, []
 

@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.report import SECTIONS, write_report
+from search.view.report import SECTIONS, write_report
 from search.storage import open_storage
 
 DISTS = {"model": CategoricalDistribution(["resnet_w", "mobilenet"]),

@@ -7,7 +7,7 @@ import pytest
 
 from facenet.config import TrainConfig
 from facenet.models import count_params
-from search.space import smallest_param_count, suggest
+from search.spec import smallest_param_count, suggest
 from search.spec import SpecError, build_sampler, parse_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

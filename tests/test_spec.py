@@ -13,8 +13,8 @@ import yaml
 
 from search.spec import (SpecError, StudySpec, apply_from, build_pruner, build_sampler, load_spec, parse_count,
                          parse_duration, parse_spec)
-from search.space import suggest
-from search.workers import SPEC
+from search.spec import suggest
+from search.record import SPEC
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

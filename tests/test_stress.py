@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.storage import open_storage
-from search.workers import optimize_until
+from search.run.worker import optimize_until
 
 WORKERS, TRIALS = 8, 100
 

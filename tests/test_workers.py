@@ -16,7 +16,10 @@ from optuna.trial import TrialState
 
 from search.spec import load_spec
 from search.storage import open_storage
-from search.workers import WORKER, Supervisor, prepare_study, recover_dead_trials
+from search.record import WORKER
+from search.run.recovery import recover_dead_trials
+from search.run.study import prepare_study
+from search.run.supervisor import Supervisor
 
 
 def write_spec(path: Path, data: Path, name: str, n_trials: int, epochs: int = 3, **extra) -> Path:
@@ -152,7 +155,7 @@ def test_a_later_worker_cleans_up_trials_of_dead_processes(synth_data, tmp_path)
 
 
 def test_only_the_best_k_trials_keep_their_checkpoints(synth_data, tmp_path, monkeypatch):
-    from search.workers import run_worker
+    from search.run.worker import run_worker
 
     monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "runs"))
     spec_path = write_spec(tmp_path / "s.yaml", synth_data, "bounded", n_trials=4, epochs=1, keep_checkpoints=2)

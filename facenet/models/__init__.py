@@ -2,11 +2,9 @@
 
 Every factory in ``MODELS`` takes a ``TrainConfig`` and returns an ``nn.Module`` mapping an
 ImageNet-normalised float batch (B, 3, H, W) to embeddings (B, config.n_out), randomly initialised.
-Factories build nothing until called; registration happens when the sub-modules below are imported.
+Factories build nothing until called; each model module registers itself in ``.registry``.
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import nn
@@ -14,29 +12,8 @@ from torch.overrides import TorchFunctionMode
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..registry import Registry
-
-ModelFactory = Callable[[TrainConfig], nn.Module]
-
-MODELS: Registry[ModelFactory] = Registry("model")
-# models whose size follows config.width -> the widths the experiment plan tries (others ignore width)
-WIDTHS: dict[str, tuple[float, ...]] = {}
-# models whose size follows config.depth and config.block -> the (depth, block) pairs the plan tries
-LAYOUTS: dict[str, tuple[tuple[int, str], ...]] = {}
-
-
-def register(name: str, widths: tuple[float, ...] = (),
-             layouts: tuple[tuple[int, str], ...] = ()) -> Callable[[ModelFactory], ModelFactory]:
-    """``MODELS.register`` that also records which of width / depth / block the model takes."""
-    def deco(fn: ModelFactory) -> ModelFactory:
-        MODELS.register(name)(fn)
-        if widths:
-            WIDTHS[name] = widths
-        if layouts:
-            LAYOUTS[name] = layouts
-        return fn
-
-    return deco
+from . import efficientnet, mobilenet, resnet, vit  # noqa: F401  (they register themselves)
+from .registry import LAYOUTS, MODELS, SHAPE_FIELDS, WIDTHS, ModelFactory, register
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -83,7 +60,5 @@ def param_table(n_outs: tuple[int, ...] = (512,), cap: int = 11_500_000) -> list
     return rows
 
 
-# imported for their registrations; they import ``register`` from above
-from . import efficientnet, mobilenet, resnet, vit  # noqa: E402,F401
-
-__all__ = ["MODELS", "WIDTHS", "LAYOUTS", "build_model", "count_params", "param_table"]
+__all__ = ["MODELS", "WIDTHS", "LAYOUTS", "SHAPE_FIELDS", "ModelFactory", "register", "build_model", "count_params",
+           "param_table"]

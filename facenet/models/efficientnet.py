@@ -5,7 +5,7 @@ from torch import nn
 from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
 
 from ..config import TrainConfig
-from . import register
+from .registry import register
 
 
 @register("efficientnet_b0", widths=(0.5, 0.75, 1.0, 1.25))

@@ -5,7 +5,7 @@ from torch import nn
 from torchvision.models import mobilenet_v2 as tv_mobilenet_v2
 
 from ..config import TrainConfig
-from . import register
+from .registry import register
 
 
 @register("mobilenet_v2", widths=(0.5, 0.75, 1.0, 1.4))

@@ -13,7 +13,7 @@ from torchvision.models import resnet18 as tv_resnet18, resnet34 as tv_resnet34
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from . import register
+from .registry import register
 from .attention import CBAM, SqueezeExcite
 
 Attention = Callable[[int], nn.Module]  # channels -> gate module

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from . import register
+from .registry import register
 
 
 class TinyViTEmbedder(nn.Module):

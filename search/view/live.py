@@ -9,7 +9,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .status import best_trial, counts, epoch_of, fmt_params, fmt_seconds, time_left, trial_duration
+from ..record import TrialRecord, best_trial
+from .status import counts, epoch_of, fmt_params, fmt_seconds, time_left, trial_duration
 
 
 def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
@@ -26,11 +27,10 @@ def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
     running = Table(title="running", title_justify="left", expand=False)
     for col in ("#", "epoch", "last val EER %", "time", "hyper-parameters"):
         running.add_column(col)
-    config_epochs = lambda t: t.user_attrs.get("config", {}).get("epochs", "?")
     for t in trials:
         if t.state == TrialState.RUNNING:
             e = epoch_of(t)
-            running.add_row(str(t.number), f"{e}/{config_epochs(t)}",
+            running.add_row(str(t.number), f"{e}/{TrialRecord.of(t).config.get('epochs', '?')}",
                             f"{t.intermediate_values[e]:.2f}" if e else "", fmt_seconds(trial_duration(t)),
                             fmt_params(t.params))
     return Group(head, running)

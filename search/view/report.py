@@ -28,10 +28,8 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from .status import best_trial, counts, epoch_of, reason, trial_duration
-
-SPEC = "facesearch:spec"   # study user attributes written by search.workers and search.finish
-RETRAIN = "retrain"
+from ..record import DESCRIPTION, RETRAIN, TrialRecord, best_trial, stored_spec
+from .status import counts, epoch_of, trial_duration
 TARGET = "val EER %"
 DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99)
 DET_CLIP = 1e-4            # rates of exactly 0 or 1 sit at the edge of the normal-deviate axes
@@ -193,10 +191,10 @@ def _trials(ctx: Context) -> list[Part]:
 
 
 def _spec(ctx: Context) -> list[Part]:
-    spec = ctx.study.user_attrs.get(SPEC)
+    spec = stored_spec(ctx.study)
     if not spec:
         raise Skip("the study holds no facesearch spec (created outside facesearch?)")
-    text = json.dumps(json.loads(spec) if isinstance(spec, str) else spec, indent=2)
+    text = json.dumps(spec, indent=2)
     return [f"<details><summary>study spec</summary><pre>{html.escape(text)}</pre></details>"]
 
 
@@ -219,7 +217,7 @@ SECTIONS: list[tuple[str, str, Callable[[Context], list[Part]]]] = [
 
 def config_value(t: FrozenTrial, key: str) -> Any:
     """A TrainConfig field of the trial: its stored config, else its params."""
-    return t.user_attrs.get("config", {}).get(key, t.params.get(key))
+    return TrialRecord.of(t).config.get(key, t.params.get(key))
 
 
 def eer_table(complete: list[FrozenTrial], key: str, label: str) -> Table:
@@ -234,7 +232,7 @@ def eer_table(complete: list[FrozenTrial], key: str, label: str) -> Table:
 
 def best_reached(t: FrozenTrial) -> tuple[float | None, int | None]:
     """The trial's best val EER and its epoch: the objective value, else the best epoch reported."""
-    best_epoch = t.user_attrs.get("best_epoch")
+    best_epoch = TrialRecord.of(t).best_epoch
     if t.value is not None:
         return t.value, best_epoch
     if not t.intermediate_values:
@@ -249,9 +247,10 @@ def trials_table(trials: list[FrozenTrial]) -> Table:
                    *names, "reason"])
     for t in trials:
         value, epoch = best_reached(t)
-        seconds = t.user_attrs.get("seconds", trial_duration(t))
-        table.rows.append([t.number, t.state.name, value, epoch, epoch_of(t), t.user_attrs.get("param_count"),
-                           seconds, t.user_attrs.get("device"), *(t.params.get(k) for k in names), reason(t)])
+        r = TrialRecord.of(t)
+        seconds = r.seconds if r.seconds is not None else trial_duration(t)
+        table.rows.append([t.number, t.state.name, value, epoch, epoch_of(t), r.param_count, seconds, r.device,
+                           *(t.params.get(k) for k in names), r.reason])
     return table
 
 
@@ -298,7 +297,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.note{color:
 def _header(ctx: Context) -> str:
     s = ctx.study
     parts = [f"<h1>Study {html.escape(s.study_name)}</h1>"]
-    if description := s.user_attrs.get("description"):
+    if description := s.user_attrs.get(DESCRIPTION):
         parts.append(f"<p>{html.escape(description)}</p>")
     if ctx.trials:
         tally = ", ".join(f"{n} {state}" for state, n in counts(ctx.trials).items() if n)
@@ -309,7 +308,7 @@ def _header(ctx: Context) -> str:
     if best is None:
         parts.append('<p class="note">No complete trial yet: no best trial.</p>')
     else:
-        count = best.user_attrs.get("param_count")
+        count = TrialRecord.of(best).param_count
         parts.append(f"<p><b>Best trial {best.number}</b>: val EER {best.value:.2f}%"
                      + (f", {count:,} parameters" if count else "") + "</p>")
         params = Table(["parameter", "value"], [[k, v] for k, v in best.params.items()])

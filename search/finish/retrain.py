@@ -11,17 +11,15 @@ from facenet import TrainConfig, fit
 from facenet.data import PairList
 from facenet.errors import DataError
 
-from .status import best_trial
-from .storage import StorageError
-
-RETRAIN = "retrain"   # study user attribute: where the retrained model is, and its val ROC
+from ..record import RETRAIN, TrialRecord, best_trial
+from ..storage import StorageError
 
 
 def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
     t = best_trial(study)
     if t is None:
         raise StorageError(f"study {study.study_name!r} has no complete trial to retrain; run more trials first")
-    return t, TrainConfig.from_dict(t.user_attrs["config"])
+    return t, TrainConfig.from_dict(TrialRecord.of(t).config)
 
 
 def resolve_set(name: str, train_path: str) -> str:
@@ -57,14 +55,10 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
         log(f"fine-tuning on {config.train_path} for {config.epochs} epochs")
         result = fit(config, log=log, progress=progress)
 
-    from facenet.evaluate import Verifier
-    from facenet.export import load_embedder
-    from facenet.train import resolve_device
+    from facenet.scoring import score_pairs
 
-    dev = resolve_device(device)
-    model, res = load_embedder(Path(result.run_dir) / "best.pt", dev)
     pairs = PairList.read(config.val_path, config.val_list)
-    scores = Verifier(pairs, res, config.cache_dir).scores(model, dev, config.eval_batch)
+    scores = score_pairs(Path(result.run_dir) / "best.pt", pairs, device, config.eval_batch, config.cache_dir)
     record = {
         "study": study.study_name, "trial": trial.number, "search_val_eer": trial.value, "run_dir": result.run_dir,
         "best_pt": str(Path(result.run_dir) / "best.pt"), "val_eer": result.best_val_eer,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from facenet.errors import UserError
 
-from .storage import is_database, sqlalchemy_url
+from ..storage import is_database, sqlalchemy_url
 
 # runs the console script's own entry point under this interpreter, so it works without PATH (0.21 has
 # no __main__); Ctrl-C may arrive twice (from the terminal and from serve_dashboard): exit once, quietly

@@ -1,5 +1,5 @@
-"""The search space at work: suggesting a trial's params, checking enqueued points, and the
-smallest model the space can build (so a space where nothing fits the cap is refused up front)."""
+"""The search space at work: suggesting a trial's params, and the smallest model the space can build
+(so a space where nothing fits the cap is refused up front)."""
 from __future__ import annotations
 
 import itertools
@@ -9,14 +9,13 @@ import optuna
 
 from facenet.errors import ConfigError
 
-from .spec import ParamSpec, SpecError, StudySpec, did_you_mean, dependency_order
+from .schema import ParamSpec, SpecError, StudySpec, dependency_order
 
 SUGGEST: dict[str, Callable[[optuna.trial.BaseTrial, ParamSpec], Any]] = {
     "float": lambda t, p: t.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log),
     "int": lambda t, p: t.suggest_int(p.name, p.low, p.high, step=p.step or 1, log=p.log),
     "categorical": lambda t, p: t.suggest_categorical(p.name, list(p.choices)),
 }
-SHAPING = ("model", "width", "depth", "block", "n_out", "resolution")   # fields the parameter count depends on
 MAX_COMBOS = 2000          # combinations smallest_param_count builds at most
 MAX_STEPS = 16             # a stepped range with more values is represented by its endpoints
 
@@ -29,24 +28,6 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, ParamSpec], fixed: d
         if param.active(values):
             params[name] = values[name] = SUGGEST[param.type](trial, param)
     return params
-
-
-def check_enqueue(spec: StudySpec) -> None:
-    """Every enqueued point names space params with values inside the space, used where they are given."""
-    for i, point in enumerate(spec.enqueue):
-        path = f"enqueue[{i}]"
-        values = {**spec.fixed, **point}
-        for key, value in point.items():
-            if key not in spec.space:
-                raise SpecError.at(spec.source, path, f"unknown key {key!r}{did_you_mean(key, spec.space)}; "
-                                                      f"enqueue keys must be space params ({', '.join(spec.space)})")
-            param = spec.space[key]
-            if not param.contains(value):
-                raise SpecError.at(spec.source, f"{path}.{key}", f"{value!r} is outside the space ({param.describe()})")
-            if all(ref in values for ref in param.when) and not param.active(values):
-                condition = ", ".join(f"{ref} in {list(allowed)}" for ref, allowed in param.when.items())
-                raise SpecError.at(spec.source, f"{path}.{key}", f"unused in this point: {key} exists only when "
-                                                                 f"{condition}")
 
 
 def _candidates(param: ParamSpec, endpoints: bool) -> list:
@@ -78,7 +59,9 @@ def _points(space: dict[str, ParamSpec], names: list[str], fixed: dict[str, Any]
 
 def _needed(space: dict[str, ParamSpec]) -> list[str]:
     """The shaping params in the space plus every param their ``when`` depends on, in dependency order."""
-    needed, todo = set(), [n for n in SHAPING if n in space]
+    from facenet.models.registry import SHAPE_FIELDS
+
+    needed, todo = set(), [n for n in SHAPE_FIELDS if n in space]
     while todo:
         name = todo.pop()
         if name not in needed:
@@ -90,7 +73,7 @@ def _needed(space: dict[str, ParamSpec]) -> list[str]:
 def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
     """The smallest parameter count the space reaches, and the params (shaping ones and what enables them)
     that reach it. Continuous ranges count at their endpoints; at most ``MAX_COMBOS`` models are built."""
-    from facenet.models import count_params
+    from facenet.models import SHAPE_FIELDS, count_params
 
     base = spec.base_config()
     names = _needed(spec.space)
@@ -102,7 +85,7 @@ def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
     error: ConfigError | None = None
     for point in itertools.islice(_points(spec.space, names, spec.fixed, endpoints), MAX_COMBOS):
         config = base.replace(**point)
-        key = tuple(getattr(config, f) for f in SHAPING)
+        key = tuple(getattr(config, f) for f in SHAPE_FIELDS)
         if key not in counts:
             try:
                 counts[key] = count_params(config)

@@ -9,6 +9,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
+from ..record import TrialRecord, best_trial
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -27,20 +29,15 @@ def trial_duration(t: FrozenTrial) -> float | None:
 
 
 def reason(t: FrozenTrial) -> str:
-    return t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or ""
+    return TrialRecord.of(t).reason
 
 
 def was_trained(t: FrozenTrial) -> bool:
-    return "over the" not in t.user_attrs.get("prune_reason", "")   # cap-pruned trials never train
+    return TrialRecord.of(t).trained
 
 
 def epoch_of(t: FrozenTrial) -> int:
     return max(t.intermediate_values, default=0)
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return min(done, key=lambda t: t.value) if done else None
 
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -92,7 +89,54 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
             f"({t.intermediate_values[epoch_of(t)]:.2f})" if t.intermediate_values else "")
         state = t.state.name.lower()
         style = "bold green" if best is not None and t.number == best.number else None
-        count = t.user_attrs.get("param_count")
+        count = TrialRecord.of(t).param_count
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
                       fmt_seconds(trial_duration(t)), fmt_params(t.params), reason(t), style=style)
+    return table
+
+
+def studies_table(storage: optuna.storages.BaseStorage) -> Table:
+    """One row per study in the storage: trial counts by state and the best val EER."""
+    table = Table(title="studies")
+    for col in ("study", "trials", "complete", "pruned", "running", "failed", "best val EER %", "best #"):
+        table.add_column(col)
+    for name in sorted(optuna.get_all_study_names(storage)):
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        c = counts(trials)
+        best = best_trial(study)
+        table.add_row(name, str(len(trials)), str(c["complete"]), str(c["pruned"] + c["pruned (cap)"]),
+                      str(c["running"]), str(c["failed"]), f"{best.value:.2f}" if best else "",
+                      str(best.number) if best else "")
+    return table
+
+
+def summary_line(study: optuna.Study, n_trials: int | None) -> str:
+    """Trials by state, and with a trial budget, the time left at the pace so far."""
+    trials = study.get_trials(deepcopy=False)
+    c = counts(trials)
+    line = ", ".join(f"{k} {v}" for k, v in c.items() if v)
+    if n_trials:
+        line += f"; budget {n_trials}; about {fmt_seconds(time_left(trials, n_trials, c['running'] or 1))} left"
+    return line
+
+
+def best_lines(study: optuna.Study, t: FrozenTrial) -> list[str]:
+    r = TrialRecord.of(t)
+    return [f"best trial {t.number} of study {study.study_name}: val EER {t.value:.2f}%",
+            f"  parameters {r.param_count or 0:,} (best epoch {r.best_epoch if r.best_epoch is not None else '?'})",
+            *(f"  {k}: {v}" for k, v in t.params.items())]
+
+
+def params_table(rows: list[dict], cap: int) -> Table:
+    """``facenet.models.param_table`` rows against the cap."""
+    table = Table(title=f"parameters by the cap rule (cap {cap:,})")
+    keys = [k for k in rows[0] if k not in ("params", "fits")]
+    for k in keys:
+        table.add_column(k)
+    table.add_column("params", justify="right")
+    table.add_column("fits")
+    for r in rows:
+        table.add_row(*[str(r[k]) if r[k] is not None else "" for k in keys], f"{r['params']:,}",
+                      "[green]yes[/]" if r["fits"] else "[red]no[/]")
     return table

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 # sized to finish in under a minute on 2 CPU cores (see the README for measured times)
 SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
@@ -23,16 +23,19 @@ def builtin_study(name: str) -> Path:
 def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: Callable[[str], None] = print,
                    live: bool = True) -> dict:
     from facenet.data import PairList
-    from facenet.evaluate import Verifier, eer, write_scores
-    from facenet.export import export_bundle, load_embedder
+    from facenet.evaluate import eer, write_scores
+    from facenet.export import export_bundle
+    from facenet.scoring import score_pairs
     from facenet.synth import synthesize
-    from facenet.train import resolve_device
 
-    from .finish import retrain
-    from .report import write_report
-    from .spec import load_spec
-    from .storage import open_storage
-    from .workers import Supervisor, prepare_study
+    from ..run.launch import supervise
+    from ..run.study import prepare_study
+    from ..run.supervisor import Supervisor
+    from ..spec import load_spec
+    from ..storage import open_storage
+    from ..view.report import write_report
+    from ..view.status import console
+    from .retrain import retrain
 
     start = time.time()
     out = Path(out)
@@ -50,16 +53,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     study = prepare_study(spec, open_storage(url))
     sup = Supervisor(spec, spec_path, url, workers, None, None, None, log=log)
     t0 = time.time()
-    if live:
-        from rich.live import Live
-
-        from .live import progress_view
-        from .status import console
-
-        with Live(progress_view(study, sup, t0), console=console(), refresh_per_second=1) as view:
-            code = sup.run(study, on_tick=lambda: view.update(progress_view(study, sup, t0)))
-    else:
-        code = sup.run(study)
+    code = supervise(study, sup, console(), live)
     if code:
         raise SystemExit(code)
     timings["study"] = time.time() - t0
@@ -69,10 +63,8 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     timings["retrain"] = time.time() - t0
     bundle = out / "bundle"
     export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]})
-    dev = resolve_device("auto")
-    model, res = load_embedder(bundle, dev)
     pairs = PairList.read(data / "test", "test_pairs.csv")
-    scores = Verifier(pairs, res).scores(model, dev)
+    scores = score_pairs(bundle, pairs)
     write_scores(out / "test_scores.txt", scores, pairs)
     report = write_report(study, out / "report")
     timings["total"] = time.time() - start

@@ -17,9 +17,9 @@ from facenet import NonFiniteLoss, count_params, fit
 from facenet.errors import UserError
 from facenet.train import EpochResult
 
-from .retry import origin_number
-from .space import suggest
-from .spec import StudySpec
+from .. import record as rec
+from ..record import origin_number
+from ..spec import StudySpec, suggest
 
 def trial_dir(runs_root: str | Path, study_name: str, number: int) -> Path:
     return Path(runs_root) / study_name / f"trial-{number:04d}"
@@ -39,11 +39,11 @@ class Objective:
         config = self.config_for(trial)
         cap = self.spec.param_cap
         count = count_params(config)
-        trial.set_user_attr("param_count", count)
-        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr(rec.PARAM_COUNT, count)
+        trial.set_user_attr(rec.CONFIG, config.to_dict())
         trial.set_constraint("param_cap", (count - cap) / cap)   # > 0: infeasible, the sampler learns to avoid it
         if count > cap:
-            self._prune(trial, f"{count:,} parameters over the {cap:,} cap (not trained)")
+            self._prune(trial, rec.CAP, f"{count:,} parameters over the {cap:,} cap (not trained)")
 
         history: list[dict] = []
         start = time.perf_counter()
@@ -51,38 +51,41 @@ class Objective:
         def on_epoch(r: EpochResult) -> None:
             history.append({k: getattr(r, k) for k in ("epoch", "loss", "val_eer", "lr", "seconds")})
             trial.report(r.val_eer, r.epoch)
-            trial.set_user_attr("history", history)
+            trial.set_user_attr(rec.HISTORY, history)
             if trial.should_prune():
-                self._prune(trial, f"median rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
+                rule = self.spec.pruner["name"]
+                self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
 
         prefix = f"[trial {trial.number}]"
         if config.resume and (Path(config.run_dir) / "last.pt").exists():
-            trial.set_user_attr("resumed", f"from the checkpoint in {config.run_dir}")
+            trial.set_user_attr(rec.RESUMED, f"from the checkpoint in {config.run_dir}")
         try:
             result = fit(config, on_epoch=on_epoch, log=lambda m: self.log(f"{prefix} {m}"))
         except NonFiniteLoss as e:
-            self._prune(trial, str(e))
+            self._prune(trial, rec.NON_FINITE, str(e))
         except torch.OutOfMemoryError:
             self._fail(trial, f"CUDA out of memory at batch_size {config.batch_size} x n_per_class "
                               f"{config.n_per_class}, resolution {config.resolution}")
         except UserError as e:   # e.g. a loss needing n_per_class 2 drawn with 1: this point cannot run
             self._fail(trial, str(e))
         finally:
-            trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
-        trial.set_user_attr("device", result.device)
-        trial.set_user_attr("best_epoch", result.best_epoch)
+            trial.set_user_attr(rec.SECONDS, round(time.perf_counter() - start, 2))
+        trial.set_user_attr(rec.DEVICE, result.device)
+        trial.set_user_attr(rec.BEST_EPOCH, result.best_epoch)
         if result.skipped_images:
-            trial.set_user_attr("skipped_images", result.skipped_images)
+            trial.set_user_attr(rec.SKIPPED_IMAGES, result.skipped_images)
         return result.best_val_eer
 
-    def _prune(self, trial: optuna.Trial, reason: str) -> None:
-        trial.set_user_attr("prune_reason", reason)
+    def _prune(self, trial: optuna.Trial, rule: str, reason: str) -> None:
+        """Prune the trial, recording which rule did it (``record.PRUNED_BY``) and why."""
+        trial.set_user_attr(rec.PRUNED_BY, rule)
+        trial.set_user_attr(rec.PRUNE_REASON, reason)
         self.log(f"[trial {trial.number}] pruned: {reason}")
         raise optuna.TrialPruned(reason)
 
     def _fail(self, trial: optuna.Trial, reason: str) -> None:
         """Mark the trial FAIL with the reason; the worker catches TrialFailed and goes on."""
-        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr(rec.FAIL_REASON, reason)
         self.log(f"[trial {trial.number}] failed: {reason}")
         raise TrialFailed(reason)
 

@@ -1,0 +1,74 @@
+"""``facesearch retrain``, ``export`` and ``quickstart``: from the best trial to a submission."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import DEVICE_HELP, STORAGE_HELP, app, echo
+
+
+@app.command()
+def retrain(
+    name: str = typer.Argument(..., help="Study name."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the trial's)."),
+    resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the trial's)."),
+    finetune_on: Optional[str] = typer.Option(None, help="Then fine-tune on this set (folder, or e.g. train2)."),
+    finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tuning epochs (default: --epochs)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+) -> None:
+    """Retrain the best trial at full budget (optionally pre-train then fine-tune); the study records the run."""
+    from ..finish.retrain import retrain as do_retrain
+    from ..storage import load_study, open_storage, runs_root
+
+    study = load_study(name, open_storage(storage), storage)
+    record = do_retrain(study, runs_root(storage), epochs, resolution, finetune_on, finetune_epochs, device,
+                        progress=sys.stderr.isatty())
+    echo(f"retrained trial {record['trial']}: val EER {record['val_eer']:.2f}% "
+         f"(search: {record['search_val_eer']:.2f}%); model {record['best_pt']}")
+    echo(f"next: facesearch export {record['run_dir']} --out bundle/")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A run folder (or its best.pt)."),
+    out: Path = typer.Option(..., help="Bundle folder to write."),
+    cap: str = typer.Option("11.5M", help="Parameter cap for the model card."),
+) -> None:
+    """Write a self-contained bundle: TorchScript, ONNX (checked under onnxruntime), config.json, model card."""
+    from facenet.export import export_bundle
+
+    from ..spec import parse_count
+
+    retrain_info = Path(run if Path(run).is_dir() else Path(run).parent) / "retrain.json"
+    provenance = {}
+    if retrain_info.exists():
+        info = json.loads(retrain_info.read_text())
+        provenance = {"study": info["study"], "trial": info["trial"]}
+    card = export_bundle(run, out, parse_count(cap), provenance)
+    echo(f"wrote {out}: model.ts, model.onnx, config.json, MODEL_CARD.md "
+         f"({card['parameters']:,} parameters, val EER {card['val_eer']:.2f}%, ONNX max diff {card['onnx_max_abs_diff']:.1e})")
+
+
+@app.command()
+def quickstart(
+    out: Path = typer.Option(Path("quickstart"), help="Folder for data, study, runs, bundle, scores, report."),
+    workers: int = typer.Option(2, help="Worker processes."),
+) -> None:
+    """The main job on synthetic faces: synthesise, search, retrain, export, score, report (minutes on 2 CPUs)."""
+    from ..finish.quickstart import run_quickstart
+
+    r = run_quickstart(out, workers, live=sys.stderr.isatty())
+    t = r["timings"]
+    echo("")
+    echo(f"quickstart done in {t['total']:.0f}s (data {t['data']:.0f}s, study {t['study']:.0f}s, retrain {t['retrain']:.0f}s)")
+    echo(f"  best trial {r['best_trial']}: search val EER {r['search_val_eer']:.2f}%, retrained val EER "
+         f"{r['val_eer']:.2f}%, test EER {r['test_eer']:.2f}%")
+    for key, label in (("data", "synthetic faces"), ("storage", "study storage"), ("run", "retrained run"),
+                       ("bundle", "export bundle"), ("scores", "test scores"), ("report", "report")):
+        echo(f"  {label:16s} {r[key]}")
+    echo(f"  dashboard        facesearch dashboard --storage {r['storage']}")

@@ -1,0 +1,68 @@
+"""``facesearch train``, ``score`` and ``params``: one run, one score file, the cap table."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import DEVICE_HELP, app, echo
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML of TrainConfig fields."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a field: key=value (repeatable)."),
+    initial_model: Optional[Path] = typer.Option(None, help="Start from these weights (mismatched keys skipped)."),
+) -> None:
+    """Train one model (ResNet18 + softmax + Adam + StepLR unless told otherwise)."""
+    from facenet import TrainConfig, fit
+
+    cfg = TrainConfig.from_file(config, set_) if config else TrainConfig().override(set_)
+    if initial_model:
+        cfg = cfg.replace(initial_model=str(initial_model))
+    result = fit(cfg, progress=sys.stderr.isatty())
+    echo(f"best val EER {result.best_val_eer:.2f}% at epoch {result.best_epoch}; "
+         f"{result.params:,} parameters; {result.seconds:.0f}s on {result.device}; run folder {result.run_dir}")
+
+
+@app.command()
+def score(
+    model: Path = typer.Argument(..., help="A checkpoint (best.pt), a run folder, or an export bundle."),
+    pairs: Path = typer.Option(..., help="Pair list: label,path1,path2 per line."),
+    root: Optional[Path] = typer.Option(None, help="Folder the pair paths are relative to (default: the list's)."),
+    out: Path = typer.Option(..., help="Score file to write (score,label,path1,path2)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    batch: int = typer.Option(256, help="Images per forward pass."),
+) -> None:
+    """Score a pair list with a trained model: the submission file, and the EER when labels are real."""
+    from facenet.data import PairList
+    from facenet.evaluate import eer, write_scores
+    from facenet.scoring import score_pairs
+
+    pair_list = PairList.read(root or pairs.parent, pairs)
+    scores = score_pairs(model, pair_list, device, batch)
+    write_scores(out, scores, pair_list)
+    msg = f"wrote {len(scores)} scores to {out}"
+    if len(set(pair_list.labels.tolist())) == 2:
+        msg += f"; EER {eer(pair_list.labels, scores):.2f}%"
+    echo(msg)
+
+
+@app.command()
+def params(
+    n_out: str = typer.Option("512", help="Embedding sizes, comma-separated."),
+    cap: str = typer.Option("11.5M", help="Parameter cap, e.g. 11.5M or 11500000."),
+) -> None:
+    """Parameter count of every registered architecture against the cap (meta device, no memory)."""
+    from rich.console import Console
+
+    from facenet.models import param_table
+
+    from ..spec import parse_count
+    from ..view.status import params_table
+
+    limit = parse_count(cap)
+    rows = param_table(tuple(int(n) for n in n_out.split(",")), limit)
+    Console(width=120).print(params_table(rows, limit))

@@ -1,0 +1,96 @@
+"""Everything facesearch keeps on an Optuna trial or study, in one place.
+
+Workers write these keys as the trial runs; status, the live view, the report, the finishing
+path and recovery read them back through ``TrialRecord``. A key is never spelled elsewhere.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+# ---------------------------------------------------------------- trial user attributes
+CONFIG = "config"                # the full TrainConfig as a dict
+PARAM_COUNT = "param_count"      # parameters of the embedding network (the cap rule)
+HISTORY = "history"              # per epoch: epoch, loss, val_eer, lr, seconds
+DEVICE = "device"
+SECONDS = "seconds"              # wall time inside the objective
+BEST_EPOCH = "best_epoch"
+SKIPPED_IMAGES = "skipped_images"
+RESUMED = "resumed"              # where a retried trial resumed from
+RETRY_OF = "retry_of"            # the first trial of a retry chain, whose run folder a retry resumes
+WORKER = "worker"                # host:pid of the process running the trial
+PRUNE_REASON = "prune_reason"
+PRUNED_BY = "pruned_by"          # which rule pruned it: one of PRUNE_RULES
+FAIL_REASON = "fail_reason"
+
+# ---------------------------------------------------------------- study user attributes
+SIGNATURE = "facesearch:signature"   # hash of the spec as written: one space per study name
+SPEC = "facesearch:spec"             # the spec as JSON (StudySpec.to_json)
+DESCRIPTION = "description"
+RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
+
+# the rules that prune a trial, as stored under PRUNED_BY
+CAP = "cap"                          # over the parameter cap: never trained
+NON_FINITE = "non-finite loss"
+INTERRUPTED = "interrupted"          # fail_reason prefix of trials stopped by a signal: retried on resume
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as facesearch reads it back (absent attributes read as None / empty)."""
+
+    number: int
+    state: TrialState
+    value: float | None
+    params: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    param_count: int | None = None
+    history: list[dict] = field(default_factory=list)
+    device: str | None = None
+    seconds: float | None = None
+    best_epoch: int | None = None
+    resumed: str | None = None
+    retry_of: int | None = None
+    worker: str | None = None
+    pruned_by: str | None = None
+    reason: str = ""                 # why it was pruned or failed
+
+    @classmethod
+    def of(cls, t: FrozenTrial) -> "TrialRecord":
+        a = t.user_attrs
+        retry = a.get(RETRY_OF)
+        return cls(number=t.number, state=t.state, value=t.value, params=dict(t.params), config=a.get(CONFIG) or {},
+                   param_count=a.get(PARAM_COUNT), history=a.get(HISTORY) or [], device=a.get(DEVICE),
+                   seconds=a.get(SECONDS), best_epoch=a.get(BEST_EPOCH), resumed=a.get(RESUMED),
+                   retry_of=None if retry is None else int(retry), worker=a.get(WORKER), pruned_by=a.get(PRUNED_BY),
+                   reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "")
+
+    @property
+    def trained(self) -> bool:
+        """False for a trial that never trained (pruned by the cap before any data was read)."""
+        return self.pruned_by != CAP
+
+    @property
+    def origin(self) -> int:
+        """The trial whose run folder this one uses: itself, or the first of its retry chain."""
+        return self.number if self.retry_of is None else self.retry_of
+
+
+def origin_number(trial: optuna.trial.BaseTrial) -> int:
+    """``TrialRecord.origin`` for a live trial too (a retry resumes its original's run folder)."""
+    return int(trial.user_attrs.get(RETRY_OF, trial.number))
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return min(done, key=lambda t: t.value) if done else None
+
+
+def stored_spec(study: optuna.Study) -> dict[str, Any]:
+    """The spec a study was created from, as a dict ({} for a study made outside facesearch)."""
+    stored = study.user_attrs.get(SPEC)
+    return json.loads(stored) if isinstance(stored, str) else stored or {}

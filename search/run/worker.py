@@ -1,0 +1,98 @@
+"""One worker process: runs trials of one study until the shared budget is spent.
+
+``run_worker`` is what ``facesearch worker`` runs on any machine that reaches the storage (and what
+``facesearch study run`` starts N of locally). SIGTERM / SIGINT fail the running trial with the
+reason, so it resumes on the next run.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import time
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from ..record import FAIL_REASON, INTERRUPTED, WORKER
+from ..spec import StudySpec, build_pruner, build_sampler
+from ..storage import open_storage, runs_root
+from .objective import Objective, TrialFailed
+from .recovery import fail_with_reason, settle
+from .study import BudgetSpent, finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+POLL = 2.0   # seconds between looks at trials running elsewhere
+
+
+class _Interrupted(BaseException):
+    """SIGTERM / SIGINT inside a worker; BaseException so the objective cannot swallow it."""
+
+
+def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_trials: int | None = None,
+               timeout: float | None = None, device: str = "auto", log: Callable[[str], None] = print) -> int:
+    """One worker: run the spec's trials until the study's budget is spent; returns trials run here."""
+    storage = open_storage(url)
+    prepare_study(spec, storage)
+    # a resumed study must not replay the seeds of its first run: offset by the trials already there
+    offset = worker_id + 1000 * len(optuna.load_study(study_name=spec.name, storage=storage).trials)
+    study = optuna.load_study(study_name=spec.name, storage=storage, sampler=build_sampler(spec, offset),
+                              pruner=build_pruner(spec))
+    timeout = timeout if timeout is not None else spec.timeout
+    runs = runs_root(url)
+    return optimize_until(study, Objective(spec, runs, device, log),
+                          n_trials if n_trials is not None else spec.n_trials,
+                          time.time() + timeout if timeout else None, log,
+                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints))
+
+
+def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
+                   deadline: float | None = None, log: Callable[[str], None] = print,
+                   after_trial: Callable[[], object] = lambda: None) -> int:
+    """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
+
+    Each trial records the process running it, so a supervisor (or a later worker on this
+    host) can tell a dead worker's trial from a live one. SIGTERM / SIGINT fail the running
+    trial with the reason (it resumes on the next run) and exit with status 130.
+    """
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial
+
+    def owned(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER, me)
+        if n_trials is not None and over_budget(study, trial.number, n_trials):
+            trial.set_user_attr(FAIL_REASON, "budget already spent when this trial started (not run)")
+            raise BudgetSpent()
+        return objective(trial)
+
+    def stop(signum, _frame):
+        raise _Interrupted(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    ran = 0
+    try:
+        while deadline is None or time.time() < deadline:
+            settle(study, log)
+            if n_trials is not None and finished(study) >= n_trials:
+                break
+            if n_trials is not None and finished_or_running(study) >= n_trials:
+                time.sleep(POLL)   # the last trials run elsewhere; wait in case their worker dies
+                continue
+            try:
+                study.optimize(owned, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            except BudgetSpent:
+                break
+            ran += 1
+            after_trial()
+    except _Interrupted as e:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get(WORKER) == me:
+                fail_with_reason(study, t, f"{INTERRUPTED} by {e}")
+                log(f"trial {t.number}: interrupted by {e}; marked failed (resumes on the next run)")
+        raise SystemExit(130)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return ran
