@@ -8,6 +8,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from search.record import TrialRecord
 from search.run.objective import Objective
 from search.spec import build_pruner, build_sampler, parse_spec
 from search.run.worker import optimize_until
@@ -46,6 +47,7 @@ def test_oversized_model_is_pruned_before_any_data_is_touched(tmp_path):
         assert t.state == TrialState.PRUNED
         assert t.user_attrs["param_count"] > 11_500_000
         assert "over the 11,500,000 cap (not trained)" in t.user_attrs["prune_reason"]
+        assert TrialRecord.of(t).pruned_by == "cap" and not TrialRecord.of(t).trained
         assert t.constraints["param_cap"] > 0
         assert not t.intermediate_values
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
@@ -63,10 +65,14 @@ def test_trial_record_and_feasible_constraint(synth_data, tmp_path):
     assert t.value == min(t.intermediate_values.values())
 
 
-def test_median_rule_prunes_a_weak_trial(synth_data, tmp_path):
+@pytest.mark.parametrize("pruner", [{"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+                                    {"name": "percentile", "percentile": 50.0, "n_startup_trials": 2,
+                                     "n_warmup_steps": 1}])
+def test_median_rule_prunes_a_weak_trial(synth_data, tmp_path, pruner):
     # Two finished trials at 10 % EER from every epoch on: a real trial on this tiny data set
-    # (about 40 % after one epoch) is below their median and stops after its first epoch.
-    spec = make_spec(synth_data)
+    # (about 40 % after one epoch) is below their median and stops after its first epoch;
+    # the trial records which rule pruned it.
+    spec = make_spec(synth_data, pruner=pruner)
     study = optuna.create_study(sampler=build_sampler(spec), pruner=build_pruner(spec))
     lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
     for _ in range(2):
@@ -75,7 +81,8 @@ def test_median_rule_prunes_a_weak_trial(synth_data, tmp_path):
     optimize_until(study, Objective(spec, tmp_path / "runs", "cpu", log=lambda m: None), 3, log=lambda m: None)
     weak = study.trials[2]
     assert weak.state == TrialState.PRUNED, weak.intermediate_values
-    assert weak.user_attrs["prune_reason"].startswith("median rule at epoch 1")
+    assert weak.user_attrs["prune_reason"].startswith(f"{pruner['name']} rule at epoch 1")
+    assert TrialRecord.of(weak).pruned_by == pruner["name"] and TrialRecord.of(weak).trained
     assert list(weak.intermediate_values) == [1]
 
 
@@ -85,6 +92,7 @@ def test_nan_loss_prunes_the_trial_and_the_study_goes_on(synth_data, tmp_path):
     study = run(spec, tmp_path, n_trials=2, enqueue=[{"lr": 1e30}, {"lr": 1e-3}])
     assert study.trials[0].state == TrialState.PRUNED
     assert "training loss became nan" in study.trials[0].user_attrs["prune_reason"]
+    assert TrialRecord.of(study.trials[0]).pruned_by == "non-finite loss"
     assert study.trials[1].state == TrialState.COMPLETE
 
 

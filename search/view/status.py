@@ -88,6 +88,8 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
         eer = f"{t.value:.2f}" if t.value is not None else (
             f"({t.intermediate_values[epoch_of(t)]:.2f})" if t.intermediate_values else "")
         state = t.state.name.lower()
+        if rule := TrialRecord.of(t).pruned_by:
+            state += f" ({rule})"
         style = "bold green" if best is not None and t.number == best.number else None
         count = TrialRecord.of(t).param_count
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
