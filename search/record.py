@@ -32,6 +32,7 @@ SIGNATURE = "facesearch:signature"   # hash of the spec as written: one space pe
 SPEC = "facesearch:spec"             # the spec as JSON (StudySpec.to_json)
 DESCRIPTION = "description"
 RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
+METRIC = "val EER %"                 # the objective's name (study.set_metric_names)
 
 # the rules that prune a trial, as stored under PRUNED_BY
 CAP = "cap"                          # over the parameter cap: never trained

@@ -20,7 +20,6 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
     from search import cli as command_line
 
-    command_line.DEBUG = False
     out, err, code = io.StringIO(), io.StringIO(), 0
     argv, sys.argv = sys.argv, ["facesearch", *args]
     try:

@@ -16,6 +16,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from search.run.study import prepare_study
+from search.spec import parse_spec
 from search.view.dashboard import LAUNCH, dashboard_command, free_port
 from search.storage import open_storage
 
@@ -48,8 +50,9 @@ def storage_url(request, tmp_path) -> str:
 
 def test_dashboard_serves_study(storage_url, tmp_path):
     name = f"phase1-{uuid.uuid4().hex[:6]}"   # the PostgreSQL server is shared by the session
-    study = optuna.create_study(study_name=name, storage=open_storage(storage_url), direction="minimize")
-    study.set_user_attr("description", "dashboard test")
+    spec = parse_spec({"name": name, "description": "dashboard test",
+                       "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}})
+    study = prepare_study(spec, open_storage(storage_url))
     for state, value, loss, lr in TRIALS:
         study.add_trial(create_trial(state=state, value=value, params={"loss": loss, "lr": lr}, distributions=DISTS,
                                      intermediate_values={1: 30.0, 2: value or 28.0},
@@ -67,6 +70,7 @@ def test_dashboard_serves_study(storage_url, tmp_path):
         assert summaries[name]["directions"] == ["minimize"]
         detail = _get(f"{base}/api/studies/{summaries[name]['study_id']}")
         assert detail["name"] == name
+        assert detail["objective_names"] == ["val EER %"], "the dashboard names the objective"
         assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete", "Pruned"]
         assert [t.get("values") for t in detail["trials"]] == [[12.5], [9.25], None]
         assert [t["number"] for t in detail["best_trials"]] == [1]

@@ -38,7 +38,7 @@ def finished(synth_data, tmp_path_factory):
         del os.environ["FACESEARCH_RUNS"]
     study = optuna.load_study(study_name="finish", storage=open_storage(url))
     record = retrain(study, root / "runs", epochs=2, finetune_on="train2", finetune_epochs=1, device="cpu",
-                     log=lambda m: None)
+                     log=lambda m: None, artifacts=root / "artifacts")
     bundle = root / "bundle"
     card = export_bundle(record["run_dir"], bundle, provenance={"study": "finish", "trial": record["trial"]})
     return {"root": root, "url": url, "study": study, "record": record, "bundle": bundle, "card": card,
@@ -55,6 +55,19 @@ def test_retrain_fine_tunes_and_is_recorded_on_the_study(finished):
     assert config["initial_model"].endswith("pretrain/best.pt") and config["train_path"].endswith("train2")
     stored = optuna.load_study(study_name="finish", storage=open_storage(finished["url"])).user_attrs[RETRAIN]
     assert stored["best_pt"] == record["best_pt"] and len(stored["roc"]["scores"]) == len(stored["roc"]["labels"])
+
+
+def test_retrain_attaches_card_scores_and_roc_as_optuna_artifacts(finished):
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+
+    study = optuna.load_study(study_name="finish", storage=open_storage(finished["url"]))
+    metas = {m.filename: m for m in get_all_artifact_meta(study)}
+    assert set(metas) == {"retrain.json", "val_scores.txt", "roc_det.html"}
+    store = FileSystemArtifactStore(str(finished["root"] / "artifacts"))
+    got = finished["root"] / "downloaded.txt"
+    download_artifact(artifact_store=store, artifact_id=metas["val_scores.txt"].artifact_id, file_path=str(got))
+    lines = got.read_text().splitlines()
+    assert len(lines) == len(finished["record"]["roc"]["labels"]) and lines[0].count(",") == 3
 
 
 def test_bundle_contents_and_model_card(finished):

@@ -11,7 +11,7 @@ from .common import data_app, echo
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Argument(..., help="Folder to write train1/, train2/, val/, test/ into."),
+    out: Path = typer.Option(Path("data/synth"), help="Folder to write train1/, train2/, val/, test/ into."),
     identities: int = typer.Option(200, help="Identities in all splits together."),
     images_per_identity: int = typer.Option(20, help="Images of each identity."),
     size: int = typer.Option(64, help="Image side in pixels."),

@@ -8,26 +8,26 @@ from typing import Optional
 
 import typer
 
-from .common import DEVICE_HELP, STORAGE_HELP, app, echo
+from .common import Device, Storage, app, echo
 
 
 @app.command()
 def retrain(
     name: str = typer.Argument(..., help="Study name."),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    storage: Storage = None,
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the trial's)."),
     resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the trial's)."),
     finetune_on: Optional[str] = typer.Option(None, help="Then fine-tune on this set (folder, or e.g. train2)."),
     finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tuning epochs (default: --epochs)."),
-    device: str = typer.Option("auto", help=DEVICE_HELP),
+    device: Device = "auto",
 ) -> None:
     """Retrain the best trial at full budget (optionally pre-train then fine-tune); the study records the run."""
     from ..finish.retrain import retrain as do_retrain
-    from ..storage import load_study, open_storage, runs_root
+    from ..storage import artifact_dir, load_study, open_storage, runs_root
 
     study = load_study(name, open_storage(storage), storage)
     record = do_retrain(study, runs_root(storage), epochs, resolution, finetune_on, finetune_epochs, device,
-                        progress=sys.stderr.isatty())
+                        progress=sys.stderr.isatty(), artifacts=artifact_dir(storage))
     echo(f"retrained trial {record['trial']}: val EER {record['val_eer']:.2f}% "
          f"(search: {record['search_val_eer']:.2f}%); model {record['best_pt']}")
     echo(f"next: facesearch export {record['run_dir']} --out bundle/")

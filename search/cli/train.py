@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import DEVICE_HELP, app, echo
+from .common import Device, app, echo
 
 
 @app.command()
@@ -33,7 +33,7 @@ def score(
     pairs: Path = typer.Option(..., help="Pair list: label,path1,path2 per line."),
     root: Optional[Path] = typer.Option(None, help="Folder the pair paths are relative to (default: the list's)."),
     out: Path = typer.Option(..., help="Score file to write (score,label,path1,path2)."),
-    device: str = typer.Option("auto", help=DEVICE_HELP),
+    device: Device = "auto",
     batch: int = typer.Option(256, help="Images per forward pass."),
 ) -> None:
     """Score a pair list with a trained model: the submission file, and the EER when labels are real."""

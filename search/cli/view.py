@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .common import STORAGE_HELP, app, echo
+from .common import Storage, app, echo
 
 
 @app.command()
 def report(
     name: str = typer.Argument(..., help="Study name."),
     out: Path = typer.Option(..., help="Folder for report.html, figures and the experiment tables."),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    storage: Storage = None,
 ) -> None:
     """HTML report: Optuna's figures, EER by architecture and loss, ROC/DET of the best run, trial tables."""
     from ..storage import load_study, open_storage
@@ -25,7 +24,7 @@ def report(
 
 @app.command()
 def dashboard(
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    storage: Storage = None,
     host: str = typer.Option("127.0.0.1", help="Address to bind; localhost unless you mean to share it."),
     port: int = typer.Option(8080, help="Port."),
 ) -> None:

@@ -32,7 +32,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     from ..run.study import prepare_study
     from ..run.supervisor import Supervisor
     from ..spec import load_spec
-    from ..storage import open_storage
+    from ..storage import artifact_dir, open_storage
     from ..view.report import write_report
     from ..view.status import console
     from .retrain import retrain
@@ -59,7 +59,8 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     timings["study"] = time.time() - t0
 
     t0 = time.time()
-    record = retrain(study, out / "runs", epochs=retrain_epochs, log=log, progress=live)
+    record = retrain(study, out / "runs", epochs=retrain_epochs, log=log, progress=live,
+                     artifacts=artifact_dir(url))
     timings["retrain"] = time.time() - t0
     bundle = out / "bundle"
     export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]})

@@ -10,8 +10,10 @@ import optuna
 from facenet import TrainConfig, fit
 from facenet.data import PairList
 from facenet.errors import DataError
+from facenet.evaluate import write_scores
 
 from ..record import RETRAIN, TrialRecord, best_trial
+from ..view.report import det_figure, roc_figure
 from ..storage import StorageError
 
 
@@ -35,8 +37,9 @@ def resolve_set(name: str, train_path: str) -> str:
 
 def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, resolution: int | None = None,
             finetune_on: str | None = None, finetune_epochs: int | None = None, device: str = "auto",
-            log: Callable[[str], None] = print, progress: bool = False) -> dict:
-    """Train the best trial's config again (full budget), then fine-tune if asked; record it on the study."""
+            log: Callable[[str], None] = print, progress: bool = False, artifacts: Path | None = None) -> dict:
+    """Train the best trial's config again (full budget), then fine-tune if asked; record it on the study
+    and, given an artifact folder, attach its card, val scores and ROC/DET to the study there."""
     trial, config = best_config(study)
     base = runs_root / study.study_name / f"retrain-{trial.number:04d}"
     changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
@@ -67,5 +70,25 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
         "roc": {"labels": pairs.labels.tolist(), "scores": [round(float(s), 6) for s in scores]},
     }
     study.set_user_attr(RETRAIN, record)
-    (Path(result.run_dir) / "retrain.json").write_text(json.dumps({k: v for k, v in record.items() if k != "roc"}, indent=2))
+    run = Path(result.run_dir)
+    (run / "retrain.json").write_text(json.dumps({k: v for k, v in record.items() if k != "roc"}, indent=2))
+    write_scores(run / "val_scores.txt", scores, pairs)
+    title = f"trial {trial.number} retrained: val EER {result.best_val_eer:.2f}%"
+    figures = [roc_figure(pairs.labels, scores, title), det_figure(pairs.labels, scores, title)]
+    (run / "roc_det.html").write_text(   # plotly.js inline once: the page works offline, from the dashboard too
+        "<html><body>" + "".join(f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate(figures))
+        + "</body></html>")
+    if artifacts is not None:
+        attach(study, artifacts, [run / n for n in ("retrain.json", "val_scores.txt", "roc_det.html")])
     return record
+
+
+def attach(study: optuna.Study, folder: Path, files: list[Path]) -> None:
+    """Upload files as Optuna artifacts of the study (a finished trial takes none), so optuna-dashboard
+    lists them on the study's page."""
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    folder.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(folder))
+    for f in files:
+        upload_artifact(artifact_store=store, file_path=str(f), study_or_trial=study)

@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from ..record import DESCRIPTION, SIGNATURE, SPEC, origin_number
+from ..record import DESCRIPTION, METRIC, SIGNATURE, SPEC, origin_number
 from ..spec import StudySpec
 from ..storage import StorageError
 from .objective import trial_dir
@@ -23,6 +23,7 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
         study = optuna.create_study(study_name=spec.name, storage=storage, direction="minimize")
     except optuna.exceptions.DuplicatedStudyError:   # another worker created it a moment ago
         return _existing(spec, storage, signature)
+    study.set_metric_names([METRIC])   # how optuna-dashboard and plots name the objective
     study.set_user_attr(SIGNATURE, signature)
     study.set_user_attr(SPEC, spec.to_json())
     study.set_user_attr(DESCRIPTION, spec.description or "")

@@ -28,9 +28,8 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from ..record import DESCRIPTION, RETRAIN, TrialRecord, best_trial, stored_spec
+from ..record import DESCRIPTION, METRIC as TARGET, RETRAIN, TrialRecord, best_trial, stored_spec
 from .status import counts, epoch_of, trial_duration
-TARGET = "val EER %"
 DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99)
 DET_CLIP = 1e-4            # rates of exactly 0 or 1 sit at the edge of the normal-deviate axes
 

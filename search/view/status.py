@@ -142,3 +142,29 @@ def params_table(rows: list[dict], cap: int) -> Table:
         table.add_row(*[str(r[k]) if r[k] is not None else "" for k in keys], f"{r['params']:,}",
                       "[green]yes[/]" if r["fits"] else "[red]no[/]")
     return table
+
+
+# ---------------------------------------------------------------- --json: stable keys, documented in the README
+def trial_json(t: FrozenTrial) -> dict:
+    r = TrialRecord.of(t)
+    return {"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": dict(t.params),
+            "param_count": r.param_count, "best_epoch": r.best_epoch, "epochs_run": epoch_of(t),
+            "seconds": r.seconds, "pruned_by": r.pruned_by, "reason": r.reason}
+
+
+def studies_json(storage: optuna.storages.BaseStorage) -> list[dict]:
+    out = []
+    for name in sorted(optuna.get_all_study_names(storage)):
+        study = optuna.load_study(study_name=name, storage=storage)
+        best = best_trial(study)
+        out.append({"study": name, "trials": len(study.trials), "counts": counts(study.get_trials(deepcopy=False)),
+                    "best_value": best.value if best else None, "best_number": best.number if best else None})
+    return out
+
+
+def status_json(study: optuna.Study, n_trials: int | None, last: int | None = None) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    best = best_trial(study)
+    return {"study": study.study_name, "n_trials": n_trials, "counts": counts(trials),
+            "best_number": best.number if best else None,
+            "trials": [trial_json(t) for t in (trials if last is None else trials[-last:])]}
