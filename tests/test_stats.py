@@ -202,6 +202,19 @@ def test_unpaired_difference_from_stored_intervals():
     assert (low, high) == pytest.approx((-4.5 - np.hypot(1.6, 2.2), -4.5 + np.hypot(1.9, 1.9)))
 
 
+def test_stored_intervals_give_a_wider_difference_than_the_paired_comparison():
+    """Two similar models on one list err on the same hard identities: pairing cancels that shared part."""
+    rng = np.random.default_rng(9)
+    labels, scores, left, right = simulated_list(rng)
+    other = scores + rng.normal(0, 0.3, len(scores))
+    boot = IdentityBootstrap(labels, left, right, 500, seed=1)
+    paired = boot.compare(scores, other)
+    low, high = unpaired_difference(boot.interval(scores), boot.interval(other))
+    print(f"paired [{paired.low:.2f}, {paired.high:.2f}], from the two intervals [{low:.2f}, {high:.2f}]")
+    assert low < paired.low and paired.high < high
+    assert high - low > 1.5 * (paired.high - paired.low)
+
+
 def test_interval_text():
     assert str(EerInterval(7.5, 5.9, 9.4, 1000)) == "7.50% [5.9, 9.4]"
     assert str(EerInterval(7.5, 5.94, 9.36, 1000)) == "7.50% [5.9, 9.4]"
