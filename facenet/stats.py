@@ -64,7 +64,7 @@ class EerInterval:
     eer: float
     low: float
     high: float
-    n_resamples: int             # resamples that had both a genuine and an impostor pair
+    n_resamples: int = N_RESAMPLES   # resamples that had both a genuine and an impostor pair
 
     def __str__(self) -> str:
         return f"{self.eer:.2f}% [{self.low:.1f}, {self.high:.1f}]"
@@ -200,14 +200,22 @@ class IdentityBootstrap:
 
     def compare(self, scores_a: np.ndarray, scores_b: np.ndarray, level: float = LEVEL) -> EerComparison:
         """A against B under the same resamples: the distribution of ``EER_A - EER_B``."""
-        a, b = self.eers(scores_a), self.eers(scores_b)
-        ok = np.isfinite(a) & np.isfinite(b)
-        diff = a[ok] - b[ok]
-        low, high = _percentiles(diff, level)
-        p = float(((diff < 0).sum() + 0.5 * (diff == 0).sum()) / max(len(diff), 1))
+        return self.compare_many(scores_a, [scores_b], level)[0]
+
+    def compare_many(self, scores_a: np.ndarray, others: Sequence[np.ndarray],
+                     level: float = LEVEL) -> list[EerComparison]:
+        """A (e.g. the best trial) against each of ``others``; A's resample EERs are computed once."""
         labels = self.labels.astype(np.int64)
-        ea, eb = eer(labels, np.asarray(scores_a)), eer(labels, np.asarray(scores_b))
-        return EerComparison(ea, eb, ea - eb, low, high, p, int(ok.sum()))
+        a, ea = self.eers(scores_a), eer(labels, np.asarray(scores_a))
+        out = []
+        for scores_b in others:
+            b, eb = self.eers(scores_b), eer(labels, np.asarray(scores_b))
+            ok = np.isfinite(a) & np.isfinite(b)
+            diff = a[ok] - b[ok]
+            low, high = _percentiles(diff, level)
+            p = float(((diff < 0).sum() + 0.5 * (diff == 0).sum()) / max(len(diff), 1))
+            out.append(EerComparison(ea, eb, ea - eb, low, high, p, int(ok.sum())))
+        return out
 
 
 def eer_interval(labels, scores, left_ids, right_ids, n_resamples: int = N_RESAMPLES,

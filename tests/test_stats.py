@@ -183,6 +183,8 @@ def test_a_clearly_better_model_wins_on_nearly_every_resample():
     print(c)
     assert c.difference < 0 and c.high < 0 and not c.within_noise and c.p_a_better > 0.99
     reverse = compare_eers(labels, scores, better, left, right, n_resamples=500)
+    boot = IdentityBootstrap(labels, left, right, 500)
+    assert boot.compare_many(better, [scores, better]) == [c, boot.compare(better, better)]
     assert reverse.difference == -c.difference and reverse.p_a_better == 1 - c.p_a_better
     assert (reverse.low, reverse.high) == pytest.approx((-c.high, -c.low))   # percentiles interpolate
 
@@ -217,7 +219,7 @@ def test_stored_intervals_give_a_wider_difference_than_the_paired_comparison():
 
 def test_interval_text():
     assert str(EerInterval(7.5, 5.9, 9.4, 1000)) == "7.50% [5.9, 9.4]"
-    assert str(EerInterval(7.5, 5.94, 9.36, 1000)) == "7.50% [5.9, 9.4]"
+    assert str(EerInterval(7.5, 5.94, 9.36)) == "7.50% [5.9, 9.4]"      # e.g. rebuilt from a stored trial
 
 
 # ---------------------------------------------------------------- pair lists, stored scores, the trainer
