@@ -150,12 +150,17 @@ class ScoredPairs:
     def compare(self, other: "ScoredPairs", n_resamples: int = N_RESAMPLES, seed: int = SEED,
                 level: float = LEVEL) -> EerComparison:
         """This model (A) against ``other`` (B); both must be scores of the same list."""
+        return self.compare_many([other], n_resamples, seed, level)[0]
+
+    def compare_many(self, others: Sequence["ScoredPairs"], n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                     level: float = LEVEL) -> list[EerComparison]:
+        """This model (e.g. the best trial) against each of ``others``, all scored on the same list."""
         fields = ("labels", "left_ids", "right_ids")
-        same = all(np.array_equal(getattr(self, f), getattr(other, f)) for f in fields)
-        if not same:
-            raise DataError(f"the two score sets come from different pair lists ({len(self.labels)} and "
-                            f"{len(other.labels)} pairs); compare models evaluated on the same val list")
-        return self.bootstrap(n_resamples, seed).compare(self.scores, other.scores, level)
+        for other in others:
+            if not all(np.array_equal(getattr(self, f), getattr(other, f)) for f in fields):
+                raise DataError(f"the two score sets come from different pair lists ({len(self.labels)} and "
+                                f"{len(other.labels)} pairs); compare models evaluated on the same val list")
+        return self.bootstrap(n_resamples, seed).compare_many(self.scores, [o.scores for o in others], level)
 
 
 # ---------------------------------------------------------------- the bootstrap

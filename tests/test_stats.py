@@ -240,6 +240,8 @@ def test_scored_pairs_round_trip_and_refuse_another_list(tmp_path):
     assert np.array_equal(back.scores, saved.scores) and np.array_equal(back.labels, labels)
     assert back.interval(300) == eer_interval(labels, saved.scores, left, right, 300)
     assert back.compare(saved, 300).within_noise
+    other = ScoredPairs(labels, scores + 1.0 * labels, left, right)
+    assert back.compare_many([saved, other], 300) == [back.compare(saved, 300), back.compare(other, 300)]
     with pytest.raises(ValueError, match="different pair lists"):
         back.compare(ScoredPairs(labels[1:], scores[1:], left[1:], right[1:]))
     with pytest.raises(CheckpointError, match="cannot write"):
