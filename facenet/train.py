@@ -22,11 +22,12 @@ from .augment import build_augment
 from .config import TrainConfig
 from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
 from .errors import ConfigError, DataError, NonFiniteLoss
-from .evaluate import Verifier, autocast_for
+from .evaluate import Verifier, autocast_for, eer
 from .loader import BatchLoader
 from .losses import build_loss
 from .models import build_model, count_params
 from .optim import build_optimizer, build_scheduler
+from .stats import ScoredPairs, pair_identities
 from .transforms import ToFloat, normalize_
 
 
@@ -53,6 +54,12 @@ class RunResult:
     stopped_early: bool = False
     skipped_images: int = 0
     resumed_from: int = 0        # epochs already done when this process picked the run up
+    # 95 % identity-bootstrap interval of the best epoch's val EER (facenet.stats; 1,000 resamples),
+    # from its scores, which are kept in run_dir/BEST_VAL_SCORES for paired comparisons between runs
+    val_eer_ci: tuple[float, float] | None = None
+
+
+BEST_VAL_SCORES = "best_val_scores.npz"   # facenet.stats.ScoredPairs of the best epoch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -92,6 +99,8 @@ class Trainer:
         self.skipped = len(self.train_set.paths) - len(good)
         self.verifier = Verifier(PairList.read(c.val_path, c.val_list, c.max_val_pairs), c.resolution, c.cache_dir,
                                  progress)
+        self.val_identities = pair_identities(self.verifier.pairs)
+        self.best_scores: ScoredPairs | None = None
 
         n_classes = len(self.train_set.classes)
         self.model = build_model(c).to(self.device)
@@ -161,6 +170,8 @@ class Trainer:
         self.epoch, self.history = s["epoch"], list(s["history"])
         self.best_eer, self.best_epoch, self.bad_epochs = s["best_eer"], s["best_epoch"], s["bad_epochs"]
         torch.set_rng_state(s["rng"])
+        saved = self.run_dir / BEST_VAL_SCORES      # absent in runs checkpointed before it existed
+        self.best_scores = ScoredPairs.load(saved) if saved.exists() else None
         if s["cuda_rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(s["cuda_rng"])
 
@@ -228,7 +239,8 @@ class Trainer:
             self.epoch += 1
             t0 = time.perf_counter()
             loss, speed = self.train_epoch()
-            val_eer = self.verifier.eer(self.model, self.device, c.eval_batch, self.channels_last)
+            scores = self.verifier.scores(self.model, self.device, c.eval_batch, self.channels_last)
+            val_eer = eer(self.verifier.pairs.labels, scores)
             result = EpochResult(self.epoch, c.epochs, loss, val_eer, self.epoch_lr,
                                  time.perf_counter() - t0, speed)
             self.history.append(asdict(result))
@@ -236,6 +248,8 @@ class Trainer:
                 self.best_eer, self.best_epoch, self.bad_epochs = val_eer, self.epoch, 0
                 checkpoint.save_atomic({"model": self.model.state_dict(), "config": c.to_dict(), "epoch": self.epoch,
                                         "val_eer": val_eer}, self.run_dir / "best.pt")
+                self.best_scores = ScoredPairs(self.verifier.pairs.labels, scores, *self.val_identities)
+                self.best_scores.save(self.run_dir / BEST_VAL_SCORES)
             else:
                 self.bad_epochs += 1
             checkpoint.save_atomic(self._state(), self.run_dir / "last.pt")
@@ -248,9 +262,11 @@ class Trainer:
                          f"at epoch {self.best_epoch})")
                 stopped = True
                 break
+        # once a run, not per epoch: 1,000 resamples over 50,000 pairs take well under a second
+        interval = self.best_scores.interval() if self.best_scores is not None else None
         return RunResult(self.best_eer, self.best_epoch, self.history, str(self.run_dir), self.params,
                          device_name(self.device), time.perf_counter() - start, stopped, self.skipped,
-                         self.resumed_from)
+                         self.resumed_from, (interval.low, interval.high) if interval else None)
 
 
 def device_name(device: torch.device) -> str:
