@@ -47,6 +47,7 @@ def test_oversized_model_is_pruned_before_any_data_is_touched(tmp_path):
         assert t.user_attrs["param_count"] > 11_500_000
         assert "over the 11,500,000 cap (not trained)" in t.user_attrs["prune_reason"]
         assert t.constraints["param_cap"] > 0
+        assert t.user_attrs["pruned_by"] == "cap"
         assert not t.intermediate_values
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
 
@@ -76,6 +77,7 @@ def test_median_rule_prunes_a_weak_trial(synth_data, tmp_path):
     weak = study.trials[2]
     assert weak.state == TrialState.PRUNED, weak.intermediate_values
     assert weak.user_attrs["prune_reason"].startswith("median rule at epoch 1")
+    assert weak.user_attrs["pruned_by"] == "median"
     assert list(weak.intermediate_values) == [1]
 
 
@@ -85,6 +87,7 @@ def test_nan_loss_prunes_the_trial_and_the_study_goes_on(synth_data, tmp_path):
     study = run(spec, tmp_path, n_trials=2, enqueue=[{"lr": 1e30}, {"lr": 1e-3}])
     assert study.trials[0].state == TrialState.PRUNED
     assert "training loss became nan" in study.trials[0].user_attrs["prune_reason"]
+    assert study.trials[0].user_attrs["pruned_by"] == "non-finite loss"
     assert study.trials[1].state == TrialState.COMPLETE
 
 

@@ -52,8 +52,8 @@ def study(tmp_path) -> optuna.Study:
     for row in COMPLETE:
         s.add_trial(_trial(*row))
     s.add_trial(_trial("mobilenet", "softmax", 3e-2, [40.0, 38.0], TrialState.PRUNED,
-                       prune_reason="median rule at epoch 2: val EER 38.00%"))
-    s.add_trial(_trial("resnet_w", "arcface", 1e-3, [], TrialState.PRUNED, param_count=12_000_000,
+                       pruned_by="median", prune_reason="median rule at epoch 2: val EER 38.00%"))
+    s.add_trial(_trial("resnet_w", "arcface", 1e-3, [], TrialState.PRUNED, param_count=12_000_000, pruned_by="cap",
                        prune_reason="12,000,000 parameters over the 11,500,000 cap (not trained)"))
     s.add_trial(_trial("resnet_w", "softmax", 1e-3, [], TrialState.FAIL, fail_reason="CUDA out of memory"))
     rng = np.random.default_rng(0)
@@ -87,11 +87,12 @@ def test_report_sections_figures_and_tables(study, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == len(study.trials) == 9
     assert list(rows[0]) == ["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds",
-                             "device", "model", "loss", "lr", "reason"]
+                             "device", "model", "loss", "lr", "pruned_by", "reason"]
     assert [r["state"] for r in rows] == ["COMPLETE"] * 6 + ["PRUNED", "PRUNED", "FAIL"]
     assert rows[0]["val_eer"] == "10.0" and rows[0]["best_epoch"] == "3" and rows[0]["epochs_run"] == "3"
     assert rows[6]["val_eer"] == "38.0" and rows[6]["epochs_run"] == "2" and "median rule" in rows[6]["reason"]
     assert rows[7]["val_eer"] == "" and "over the" in rows[7]["reason"]
+    assert [r["pruned_by"] for r in rows[6:]] == ["median", "cap", ""], "the report names the rule that pruned"
     assert rows[8]["reason"] == "CUDA out of memory"
 
     md = (out / "trials.md").read_text().splitlines()

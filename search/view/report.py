@@ -244,13 +244,13 @@ def best_reached(t: FrozenTrial) -> tuple[float | None, int | None]:
 def trials_table(trials: list[FrozenTrial]) -> Table:
     names = list(dict.fromkeys(k for t in trials for k in t.params))
     table = Table(["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds", "device",
-                   *names, "reason"])
+                   *names, "pruned_by", "reason"])
     for t in trials:
         value, epoch = best_reached(t)
         r = TrialRecord.of(t)
         seconds = r.seconds if r.seconds is not None else trial_duration(t)
         table.rows.append([t.number, t.state.name, value, epoch, epoch_of(t), r.param_count, seconds, r.device,
-                           *(t.params.get(k) for k in names), r.reason])
+                           *(t.params.get(k) for k in names), r.pruned_by, r.reason])
     return table
 
 
