@@ -109,6 +109,31 @@ def test_preflight_device_folders_and_from(data, tmp_path, monkeypatch):
     assert not Path(j).exists() and not (tmp_path / "none.journal").exists()
 
 
+def test_preflight_of_retrain_score_and_quickstart(data, tmp_path):
+    import torch
+
+    from facenet.config import TrainConfig
+
+    j = str(tmp_path / "j.journal")
+    study = optuna.create_study(study_name="done", storage=open_storage(j))
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2)
+    config = TrainConfig(train_path=str(tmp_path / "gone" / "train1"), val_path=str(data / "val"), resolution=32,
+                         model="resnet_w", width=0.125, device="cpu")
+    study.add_trial(optuna.trial.create_trial(value=20.0, params={"lr": 1e-3}, distributions={"lr": lr},
+                                              user_attrs={"config": config.to_dict()}))
+    before = Path(j).read_bytes()
+    one_line_error(cli("retrain", "done", "--storage", j), "gone/train1", "training folder does not exist")
+    assert Path(j).read_bytes() == before and not (tmp_path / "done").exists()
+    (tmp_path / "a-file").write_text("")
+    pairs = str(data / "val" / "val_pairs.csv")
+    one_line_error(cli("score", str(tmp_path / "model.pt"), "--pairs", pairs, "--out", str(tmp_path / "a-file" / "s")),
+                   "score file folder", "choose another --out")
+    if not torch.cuda.is_available():
+        one_line_error(cli("score", str(tmp_path / "model.pt"), "--pairs", pairs, "--out", str(tmp_path / "s"),
+                           "--device", "cuda"), "no CUDA GPU is visible")
+    one_line_error(cli("quickstart", "--out", str(tmp_path / "a-file" / "q")), "quickstart folder", "a-file")
+
+
 # ------------------------------------------------------------------ 2. circuit breaker
 def test_data_disappearing_after_the_first_trial_stops_the_study(data, tmp_path):
     spec = write_spec(tmp_path / "s.yaml", data, "vanish", n_trials=30,
@@ -246,7 +271,7 @@ def test_status_and_report_name_the_rule_that_pruned(tmp_path):
 
 
 # ------------------------------------------------------------------ 8. workers never outlive their supervisor
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_workers_stop_when_study_run_is_ended(data, tmp_path, sig):
     spec = write_spec(tmp_path / "s.yaml", data, "ended", n_trials=20, epochs=20)
     url = str(tmp_path / "s.journal")
