@@ -210,7 +210,7 @@ def test_study_run_in_a_folder_holding_search_py_logs_every_trial_to_a_file(data
         line = re.search(rf"^\d\d:\d\d:\d\d trial {t.number} complete: val EER {t.value:.2f}%; (.*); \d+s$", text, re.M)
         assert line, f"no line for trial {t.number}"
         assert set(line.group(1).split()) == {f"width={t.params['width']:.3g}", f"lr={t.params['lr']:.3g}"}
-    assert re.search(r"^complete 3; budget 3", text, re.M), "no closing summary"
+    assert re.search(r"^\d\d:\d\d:\d\d summary: complete 3; budget 3", text, re.M), "no closing summary"
 
 
 # ------------------------------------------------------------------ 6 + 7. infeasible points, the rule that pruned

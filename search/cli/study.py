@@ -43,7 +43,8 @@ def study_run(
     study, code = run_study(spec, spec_path, storage, workers, gpu_list, n_trials, timeout, console,
                             live=sys.stdout.isatty())
     console.print(trials_table(study))
-    console.print(summary_line(study, n_trials or spec.n_trials))
+    if sys.stdout.isatty():   # without a terminal the log lines ended with it
+        console.print(summary_line(study, n_trials or spec.n_trials))
     if code:
         console.print(f"stopped; nothing is left running. Resume with: facesearch study run {spec_path}"
                       + (f" --storage {storage}" if storage else ""))

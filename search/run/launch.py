@@ -17,13 +17,15 @@ def supervise(study: optuna.Study, sup: Supervisor, console, live: bool = True) 
     """Run the supervisor to the end, redrawing the live view each second (on a terminal) or writing a line
     per finished trial through the supervisor's log (to a log file); its exit status."""
     if not live:
+        from ..view.status import summary_line
         from ..view.trial_log import TrialLog
 
         trials = TrialLog(study, sup.log)
         try:
             return sup.run(study, on_tick=trials.tick)
-        finally:
+        finally:   # a closing summary, also when the study stopped on an error
             trials.tick()
+            sup.log(f"summary: {summary_line(study, sup.n_trials)}")
     from rich.live import Live
 
     from ..view.live import progress_view
