@@ -75,7 +75,7 @@ class TrainConfig:
     channels_last: bool = True               # CUDA only
     compile: bool = False                    # torch.compile the model
     eval_batch: int = 256
-    run_dir: str = "runs/train"
+    run_dir: str = "runs/train"              # facesearch train: a new dated folder under it unless named
     initial_model: str = ""                  # weights to start from (missing / mis-shaped keys skipped)
     resume: bool = True                      # resume from run_dir/last.pt when present
 

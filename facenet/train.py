@@ -27,6 +27,7 @@ from .loader import BatchLoader
 from .losses import build_loss
 from .models import build_model, count_params
 from .optim import build_optimizer, build_scheduler
+from .runnable import check_runnable
 from .stats import ScoredPairs, pair_identities
 from .transforms import ToFloat, normalize_
 
@@ -87,6 +88,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, log: Callable[[str], None] = print, progress: bool = False):
         self.config, self.log, self.progress = config, log, progress
         c = config
+        check_runnable(c)   # a configuration that can never run fails before any data is read
         seed_everything(c.seed)
         self.device = resolve_device(c.device)
         self.run_dir = Path(c.run_dir)
@@ -105,9 +107,6 @@ class Trainer:
         n_classes = len(self.train_set.classes)
         self.model = build_model(c).to(self.device)
         self.criterion = build_loss(c, n_classes).to(self.device)
-        need = getattr(self.criterion, "min_per_class", 1)
-        if c.n_per_class < need:
-            raise ConfigError(f"loss {c.loss!r} needs n_per_class >= {need} (got {c.n_per_class}); set n_per_class={need}")
         batch = min(c.batch_size, n_classes)
         if batch < c.batch_size:
             self.log(f"batch_size {c.batch_size} > {n_classes} identities in {c.train_path}: using {batch}")

@@ -34,10 +34,20 @@ DESCRIPTION = "description"
 RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
 METRIC = "val EER %"                 # the objective's name (study.set_metric_names)
 
-# the rules that prune a trial, as stored under PRUNED_BY
+# the rules that prune a trial, as stored under PRUNED_BY: these, or the spec's pruner by name
+# (median, percentile, hyperband, successive_halving, threshold: spec.components.PRUNERS)
 CAP = "cap"                          # over the parameter cap: never trained
+INFEASIBLE = "infeasible"            # a configuration that can never run (facenet.runnable): never trained
 NON_FINITE = "non-finite loss"
-INTERRUPTED = "interrupted"          # fail_reason prefix of trials stopped by a signal: retried on resume
+NOT_TRAINED = (CAP, INFEASIBLE)
+
+# trial constraints (trial.set_constraint; > 0 = infeasible, and the sampler learns to avoid the region)
+CAP_CONSTRAINT = "param_cap"
+RUNNABLE_CONSTRAINT = "runnable"
+
+# fail_reason prefixes of FAIL trials that are not failures of their configuration
+INTERRUPTED = "interrupted"          # stopped by a signal: retried on resume
+NOT_RUN = "budget already spent"     # asked for after another worker took the last trial of the budget
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,15 @@ class TrialRecord:
 
     @property
     def trained(self) -> bool:
-        """False for a trial that never trained (pruned by the cap before any data was read)."""
-        return self.pruned_by != CAP
+        """False for a trial that never trained (pruned by the cap or as infeasible before reading data)."""
+        return self.pruned_by not in NOT_TRAINED
+
+    @property
+    def failure(self) -> bool:
+        """A FAIL of the configuration or of the study (what ``budget.max_failures`` counts); not a trial
+        interrupted, left by a dead worker (both retried) or never run."""
+        return (self.state == TrialState.FAIL and bool(self.reason)
+                and not self.reason.startswith((INTERRUPTED, NOT_RUN)))
 
     @property
     def origin(self) -> int:

@@ -49,6 +49,7 @@ def test_oversized_model_is_pruned_before_any_data_is_touched(tmp_path):
         assert "over the 11,500,000 cap (not trained)" in t.user_attrs["prune_reason"]
         assert TrialRecord.of(t).pruned_by == "cap" and not TrialRecord.of(t).trained
         assert t.constraints["param_cap"] > 0
+        assert t.user_attrs["pruned_by"] == "cap"
         assert not t.intermediate_values
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
 

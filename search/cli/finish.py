@@ -61,8 +61,10 @@ def quickstart(
 ) -> None:
     """The main job on synthetic faces: synthesise, search, retrain, export, score, report (minutes on 2 CPUs)."""
     from ..finish.quickstart import run_quickstart
+    from ..view.trial_log import log_line
 
-    r = run_quickstart(out, workers, live=sys.stderr.isatty())
+    live = sys.stdout.isatty()   # without a terminal: a line per trial and per worker event, with the time
+    r = run_quickstart(out, workers, log=print if live else log_line, live=live)
     t = r["timings"]
     echo("")
     echo(f"quickstart done in {t['total']:.0f}s (data {t['data']:.0f}s, study {t['study']:.0f}s, retrain {t['retrain']:.0f}s)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -11,13 +12,16 @@ import typer
 from .common import Device, Json, Storage, Timeout, app, echo, seconds, study_app
 
 
-def load_spec(path: Path, url: str | None):
-    """The spec with its ``from:`` resolved against the storage."""
-    from ..spec import apply_from, load_spec as load
-    from ..storage import open_storage
+def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[int] | None = None,
+                 warn: bool = True):
+    """The spec with its ``from:`` resolved, past every preflight check (nothing written yet)."""
+    from ..run.preflight import preflight_study
+    from ..spec import load_spec
 
-    spec = load(path)
-    return apply_from(spec, open_storage(url)) if spec.from_ else spec
+    def to_stderr(line: str) -> None:
+        typer.echo(line, err=True)
+
+    return preflight_study(load_spec(path), url, device, gpus, warn=to_stderr if warn else None)
 
 
 @study_app.command("run")
@@ -31,15 +35,18 @@ def study_run(
 ) -> None:
     """Launch N workers on a study and watch it until its budget is spent."""
     from ..run.launch import run_study
-    from ..view.status import console as make_console, trials_table
+    from ..view.status import console as make_console, summary_line, trials_table
 
     limit = seconds(timeout)
-    spec = load_spec(spec_path, storage)
+    gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
+    spec = checked_spec(spec_path, storage, gpus=gpu_list)
     console = make_console()
     start = time.time()
-    study, code = run_study(spec, spec_path, storage, workers, [int(g) for g in gpus.split(",")] if gpus else None,
-                            n_trials, limit, console)
+    study, code = run_study(spec, spec_path, storage, workers, gpu_list, n_trials, limit, console,
+                            live=sys.stdout.isatty())
     console.print(trials_table(study))
+    if sys.stdout.isatty():   # without a terminal the log lines ended with it
+        console.print(summary_line(study, n_trials or spec.n_trials))
     if code:
         console.print(f"stopped; nothing is left running. Resume with: facesearch study run {spec_path}"
                       + (f" --storage {storage}" if storage else ""))
@@ -58,10 +65,12 @@ def worker(
     device: Device = "auto",
 ) -> None:
     """Join a study as one worker (run one per GPU on any machine that reaches the storage)."""
+    from ..run.tether import tie_to_supervisor
     from ..run.worker import run_worker
 
     limit = seconds(timeout)
-    spec = load_spec(spec_path, storage)
+    supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
+    spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
     ran = run_worker(spec, storage, worker_id, n_trials, limit, device, log=lambda m: echo(m))
     echo(f"worker {worker_id}: ran {ran} trial(s); budget spent")
 

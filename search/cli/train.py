@@ -15,16 +15,30 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML of TrainConfig fields."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a field: key=value (repeatable)."),
     initial_model: Optional[Path] = typer.Option(None, help="Start from these weights (mismatched keys skipped)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in run_dir even under another "
+                                "config (without run_dir: the newest run in runs/train)."),
 ) -> None:
-    """Train one model (ResNet18 + softmax + Adam + StepLR unless told otherwise)."""
+    """Train one model (ResNet18 + softmax + Adam + StepLR unless told otherwise); each run in a new folder
+    under runs/train unless run_dir names one."""
     from facenet import TrainConfig, fit
+    from facenet.preflight import prepare_run
 
     cfg = TrainConfig.from_file(config, set_) if config else TrainConfig().override(set_)
     if initial_model:
         cfg = cfg.replace(initial_model=str(initial_model))
+    cfg = prepare_run(cfg, _names_run_dir(config, set_), resume)
     result = fit(cfg, progress=sys.stderr.isatty())
     echo(f"best val EER {result.best_val_eer:.2f}% at epoch {result.best_epoch}; "
          f"{result.params:,} parameters; {result.seconds:.0f}s on {result.device}; run folder {result.run_dir}")
+
+
+def _names_run_dir(config: Optional[Path], set_: list[str]) -> bool:
+    """Whether the config file or a --set names run_dir (otherwise each run gets a new folder)."""
+    import yaml
+
+    if any(s.partition("=")[0].strip() == "run_dir" for s in set_):
+        return True
+    return bool(config) and "run_dir" in (yaml.safe_load(config.read_text()) or {})
 
 
 @app.command()
@@ -39,9 +53,11 @@ def score(
     """Score a pair list with a trained model: the submission file, and the EER when labels are real."""
     from facenet.data import PairList
     from facenet.evaluate import eer, write_scores
+    from facenet.preflight import check_scoring
     from facenet.scoring import score_pairs
 
     pair_list = PairList.read(root or pairs.parent, pairs)
+    check_scoring(pair_list.root, out, device)
     scores = score_pairs(model, pair_list, device, batch)
     write_scores(out, scores, pair_list)
     msg = f"wrote {len(scores)} scores to {out}"

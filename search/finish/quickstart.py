@@ -28,7 +28,10 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     from facenet.scoring import score_pairs
     from facenet.synth import synthesize
 
+    from facenet.preflight import check_writable
+
     from ..run.launch import supervise
+    from ..run.preflight import preflight_study
     from ..run.study import prepare_study
     from ..run.supervisor import Supervisor
     from ..spec import load_spec
@@ -41,6 +44,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     out = Path(out)
     data = out / "data"
     timings = {}
+    check_writable(out, "quickstart folder", "choose another --out")
     if not (data / "test" / "test_pairs.csv").exists():
         log(f"synthesising faces into {data} ...")
         synthesize(data, **SYNTH, progress=live)
@@ -49,7 +53,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     url = str(out / "studies.journal")
     os.environ["FACESEARCH_RUNS"] = str(out / "runs")
     spec_path = builtin_study("quickstart")
-    spec = load_spec(spec_path)
+    spec = preflight_study(load_spec(spec_path), url)
     study = prepare_study(spec, open_storage(url))
     sup = Supervisor(spec, spec_path, url, workers, None, None, None, log=log)
     t0 = time.time()

@@ -11,6 +11,7 @@ from facenet import TrainConfig, fit
 from facenet.data import PairList
 from facenet.errors import DataError
 from facenet.evaluate import write_scores
+from facenet.preflight import check_data, check_run
 
 from ..record import RETRAIN, TrialRecord, best_trial
 from ..view.report import det_figure, roc_figure
@@ -48,11 +49,15 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
     if resolution:
         changes["resolution"] = resolution
     config = config.replace(**changes)
+    check_run(config)   # data, device, folders: before anything is trained or written
+    finetune_set = resolve_set(finetune_on, config.train_path) if finetune_on else None
+    if finetune_set:
+        check_data(config.replace(train_path=finetune_set))
     log(f"retraining trial {trial.number} (val EER {trial.value:.2f}% in the search) for {config.epochs} epochs "
         f"at {config.resolution}px into {config.run_dir}")
     result = fit(config, log=log, progress=progress)
     if finetune_on:
-        config = config.replace(train_path=resolve_set(finetune_on, config.train_path),
+        config = config.replace(train_path=finetune_set,
                                 initial_model=str(Path(result.run_dir) / "best.pt"), run_dir=str(base / "finetune"),
                                 epochs=finetune_epochs or config.epochs)
         log(f"fine-tuning on {config.train_path} for {config.epochs} epochs")

@@ -14,7 +14,8 @@ import optuna
 import torch
 
 from facenet import NonFiniteLoss, count_params, fit
-from facenet.errors import UserError
+from facenet.errors import ConfigError, UserError
+from facenet.runnable import check_runnable
 from facenet.train import EpochResult
 
 from .. import record as rec
@@ -33,17 +34,14 @@ class Objective:
     def config_for(self, trial: optuna.trial.BaseTrial):
         params = suggest(trial, self.spec.space, self.spec.fixed)
         run_dir = trial_dir(self.runs_root, self.spec.name, origin_number(trial))
-        return self.spec.to_config(params).replace(run_dir=str(run_dir), device=self.device)
+        config = self.spec.to_config(params).replace(run_dir=str(run_dir))
+        # the worker's --device when given, else the spec's (checked before any worker starts)
+        return config if self.device == "auto" else config.replace(device=self.device)
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.config_for(trial)
-        cap = self.spec.param_cap
-        count = count_params(config)
-        trial.set_user_attr(rec.PARAM_COUNT, count)
         trial.set_user_attr(rec.CONFIG, config.to_dict())
-        trial.set_constraint("param_cap", (count - cap) / cap)   # > 0: infeasible, the sampler learns to avoid it
-        if count > cap:
-            self._prune(trial, rec.CAP, f"{count:,} parameters over the {cap:,} cap (not trained)")
+        self._check_feasible(trial, config)
 
         history: list[dict] = []
         start = time.perf_counter()
@@ -61,13 +59,20 @@ class Objective:
             trial.set_user_attr(rec.RESUMED, f"from the checkpoint in {config.run_dir}")
         try:
             result = fit(config, on_epoch=on_epoch, log=lambda m: self.log(f"{prefix} {m}"))
+        except optuna.TrialPruned:
+            raise
         except NonFiniteLoss as e:
             self._prune(trial, rec.NON_FINITE, str(e))
         except torch.OutOfMemoryError:
             self._fail(trial, f"CUDA out of memory at batch_size {config.batch_size} x n_per_class "
                               f"{config.n_per_class}, resolution {config.resolution}")
-        except UserError as e:   # e.g. a loss needing n_per_class 2 drawn with 1: this point cannot run
+        except ConfigError as e:   # this point cannot run (one check_runnable cannot see without data)
             self._fail(trial, str(e))
+        except (UserError, OSError) as e:   # data gone, disk full: not this configuration's fault
+            self._fail(trial, str(e), StudyCannotRun)
+        except Exception as e:   # a bug: the trial keeps the reason, the worker stops with the traceback
+            trial.set_user_attr(rec.FAIL_REASON, f"{type(e).__name__}: {e}"[:500])
+            raise
         finally:
             trial.set_user_attr(rec.SECONDS, round(time.perf_counter() - start, 2))
         trial.set_user_attr(rec.DEVICE, result.device)
@@ -76,6 +81,23 @@ class Objective:
             trial.set_user_attr(rec.SKIPPED_IMAGES, result.skipped_images)
         return result.best_val_eer
 
+    def _check_feasible(self, trial: optuna.Trial, config) -> None:
+        """Prune, before any data is read, a point that can never run or is over the cap. Every trial sets
+        both constraints (> 0: infeasible), so the sampler learns to avoid those regions."""
+        cap = self.spec.param_cap
+        try:
+            check_runnable(config)
+            count = count_params(config)
+        except ConfigError as e:
+            trial.set_constraint(rec.RUNNABLE_CONSTRAINT, 1.0)
+            trial.set_constraint(rec.CAP_CONSTRAINT, 0.0)
+            self._prune(trial, rec.INFEASIBLE, f"cannot run: {e} (not trained)")
+        trial.set_user_attr(rec.PARAM_COUNT, count)
+        trial.set_constraint(rec.RUNNABLE_CONSTRAINT, 0.0)
+        trial.set_constraint(rec.CAP_CONSTRAINT, (count - cap) / cap)
+        if count > cap:
+            self._prune(trial, rec.CAP, f"{count:,} parameters over the {cap:,} cap (not trained)")
+
     def _prune(self, trial: optuna.Trial, rule: str, reason: str) -> None:
         """Prune the trial, recording which rule did it (``record.PRUNED_BY``) and why."""
         trial.set_user_attr(rec.PRUNED_BY, rule)
@@ -83,12 +105,17 @@ class Objective:
         self.log(f"[trial {trial.number}] pruned: {reason}")
         raise optuna.TrialPruned(reason)
 
-    def _fail(self, trial: optuna.Trial, reason: str) -> None:
-        """Mark the trial FAIL with the reason; the worker catches TrialFailed and goes on."""
+    def _fail(self, trial: optuna.Trial, reason: str, error: type[Exception] | None = None) -> None:
+        """Mark the trial FAIL with the reason; the worker catches TrialFailed and goes on (StudyCannotRun:
+        it stops)."""
         trial.set_user_attr(rec.FAIL_REASON, reason)
         self.log(f"[trial {trial.number}] failed: {reason}")
-        raise TrialFailed(reason)
+        raise (error or TrialFailed)(reason)
 
 
 class TrialFailed(Exception):
     """One configuration could not run; the study goes on with the next trial."""
+
+
+class StudyCannotRun(UserError):
+    """A failure that is not the configuration's own (data gone, disk full): every trial would fail alike."""

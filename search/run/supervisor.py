@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,9 +16,15 @@ from optuna.trial import TrialState
 
 from ..record import INTERRUPTED, WORKER
 from ..spec import StudySpec
-from ..storage import StorageError, runs_root, storage_url
+from ..storage import runs_root, storage_url
+from .breaker import REPEATS, StudyStopped
 from .recovery import fail_with_reason, recover_dead_trials
-from .study import finished_or_running
+from .study import finished, finished_or_running
+from .tether import tether_env
+
+
+class _Terminated(BaseException):
+    """SIGTERM to the supervisor (``timeout``, ``scancel``, a Kubernetes stop): forwarded to its workers."""
 
 
 class Supervisor:
@@ -35,18 +42,20 @@ class Supervisor:
         self.procs: dict[int, subprocess.Popen] = {}
         self.next_id = 0
         self.deadline = time.time() + self.timeout if self.timeout else None
+        self.deaths, self.finished_at_death = 0, -1   # workers dead in a row with no trial finished between
 
     def spawn(self, slot: int) -> None:
         worker_id = self.next_id
         self.next_id += 1
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = tether_env(dict(os.environ, PYTHONUNBUFFERED="1"))   # the worker dies with this process
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self.gpus[slot % len(self.gpus)])
         elif "OMP_NUM_THREADS" not in os.environ:   # CPU workers share the cores instead of oversubscribing them
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
         timeout = [] if self.deadline is None else ["--timeout", str(max(1.0, self.deadline - time.time()))]
         n = [] if self.n_trials is None else ["--n-trials", str(self.n_trials)]
-        cmd = [sys.executable, "-m", "search.cli", "worker", str(self.spec_path), "--storage", self.url,
+        # -P: a search.py (or facenet/) in the working folder must not shadow the package
+        cmd = [sys.executable, "-P", "-m", "search.cli", "worker", str(self.spec_path), "--storage", self.url,
                "--worker-id", str(worker_id), *n, *timeout]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"worker-{worker_id}.log", "a")
@@ -54,18 +63,36 @@ class Supervisor:
                                             start_new_session=True)   # Ctrl-C reaches the supervisor only
         self.procs[slot].worker_id = worker_id
         out.close()
+        self.log(f"worker {worker_id} started (pid {self.procs[slot].pid})")
 
     def run(self, study: optuna.Study, on_tick: Callable[[], None] = lambda: None, tick: float = 1.0) -> int:
-        for slot in range(self.workers):
-            self.spawn(slot)
+        """Run the workers to the end: 0, or 128 + the signal that stopped it; ``StudyStopped`` when a
+        worker stopped the study (the others are stopped first)."""
+        def terminate(signum, _frame):
+            signal.signal(signum, signal.SIG_IGN)   # a second SIGTERM must not cut the stop short
+            raise _Terminated(signal.Signals(signum).name)
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, terminate) if main else None
         try:
+            for slot in range(self.workers):
+                self.spawn(slot)
             while self.procs:
                 time.sleep(tick)
                 self.reap(study)
                 on_tick()
         except KeyboardInterrupt:
             self.stop(study, "SIGINT")
-            return 130
+            return 128 + signal.SIGINT
+        except _Terminated as e:
+            self.stop(study, str(e))
+            return 128 + signal.SIGTERM
+        except StudyStopped:
+            self.stop(study, "study stopped")
+            raise
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         return 0
 
     def budget_spent(self, study: optuna.Study) -> bool:
@@ -85,15 +112,24 @@ class Supervisor:
             self.log(f"worker {proc.worker_id} (pid {proc.pid}) {how}; see {self.log_dir}/worker-{proc.worker_id}.log")
             recover_dead_trials(study, {proc.pid}, reason=f"worker {proc.worker_id} {how}", log=self.log)
             if code == 2:
-                raise StorageError(self._last_error(proc.worker_id) or f"worker {proc.worker_id} stopped on a user error")
+                raise StudyStopped(self._last_error(proc.worker_id)
+                                   or f"worker {proc.worker_id} stopped on a user error")
+            done = finished(study)
+            self.deaths = self.deaths + 1 if done == self.finished_at_death else 1
+            self.finished_at_death = done
+            if self.deaths >= REPEATS:
+                raise StudyStopped(f"{self.deaths} workers in a row died with no trial finished in between; "
+                                   f"the last {how}: {self._last_error(proc.worker_id, any_line=True)}")
             if not self.budget_spent(study):
+                self.log(f"replacing worker {proc.worker_id}")
                 self.spawn(slot)
-                self.log(f"started worker {self.procs[slot].worker_id} in its place")
 
-    def _last_error(self, worker_id: int) -> str:
-        lines = (self.log_dir / f"worker-{worker_id}.log").read_text().strip().splitlines()
+    def _last_error(self, worker_id: int, any_line: bool = False) -> str:
+        """The worker's last ``error:`` line (a user error), or with ``any_line`` its very last line."""
+        path = self.log_dir / f"worker-{worker_id}.log"
+        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
         errors = [l.removeprefix("error: ") for l in lines if l.startswith("error: ")]
-        return errors[-1] if errors else ""
+        return errors[-1] if errors else (lines[-1] if any_line and lines else "")
 
     def stop(self, study: optuna.Study, why: str) -> None:
         """Ctrl-C: SIGTERM every worker (each fails its trial with the reason), wait, leave nothing RUNNING."""

@@ -16,10 +16,12 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from ..record import FAIL_REASON, INTERRUPTED, WORKER
+from ..record import FAIL_REASON, INTERRUPTED, NOT_RUN, WORKER
 from ..spec import StudySpec, build_pruner, build_sampler
+from ..spec.schema import DEFAULT_MAX_FAILURES
 from ..storage import open_storage, runs_root
-from .objective import Objective, TrialFailed
+from .breaker import CircuitBreaker, StudyStopped, is_storage_error
+from .objective import Objective, StudyCannotRun, TrialFailed
 from .recovery import fail_with_reason, settle
 from .study import BudgetSpent, finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
 
@@ -45,29 +47,37 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
     return optimize_until(study, Objective(spec, runs, device, log),
                           n_trials if n_trials is not None else spec.n_trials,
                           time.time() + timeout if timeout else None, log,
-                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints))
+                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
+                          breaker=CircuitBreaker(study, spec.max_failures))
 
 
 def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
                    deadline: float | None = None, log: Callable[[str], None] = print,
-                   after_trial: Callable[[], object] = lambda: None) -> int:
+                   after_trial: Callable[[], object] = lambda: None,
+                   breaker: CircuitBreaker | None = None) -> int:
     """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
 
     Each trial records the process running it, so a supervisor (or a later worker on this
     host) can tell a dead worker's trial from a live one. SIGTERM / SIGINT fail the running
-    trial with the reason (it resumes on the next run) and exit with status 130.
+    trial with the reason (it resumes on the next run) and exit with status 130. ``breaker`` stops the
+    worker (``StudyStopped``) on a failure that is not the configuration's own or too many failures.
     """
     me = f"{socket.gethostname()}:{os.getpid()}"
+    breaker = breaker or CircuitBreaker(study, DEFAULT_MAX_FAILURES)
+    current: list[int] = []
     gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial
 
     def owned(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, me)
+        current[:] = [trial.number]
         if n_trials is not None and over_budget(study, trial.number, n_trials):
-            trial.set_user_attr(FAIL_REASON, "budget already spent when this trial started (not run)")
+            trial.set_user_attr(FAIL_REASON, f"{NOT_RUN} when this trial started (not run)")
             raise BudgetSpent()
         return objective(trial)
 
     def stop(signum, _frame):
+        for s in previous:   # one stop: a second signal must not cut the marking of the trial short
+            signal.signal(s, signal.SIG_IGN)
         raise _Interrupted(signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -77,15 +87,26 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
             settle(study, log)
             if n_trials is not None and finished(study) >= n_trials:
                 break
-            if n_trials is not None and finished_or_running(study) >= n_trials:
-                time.sleep(POLL)   # the last trials run elsewhere; wait in case their worker dies
+            # the last trials run elsewhere (wait in case their worker dies), or their failing could pass
+            # budget.max_failures
+            if n_trials is not None and finished_or_running(study) >= n_trials or not breaker.may_start():
+                time.sleep(POLL)
                 continue
             try:
                 study.optimize(owned, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
             except BudgetSpent:
                 break
             ran += 1
+            breaker.after(current[0])
             after_trial()
+    except StudyCannotRun as e:
+        raise breaker.stopped_by(e) from None
+    except StudyStopped:
+        raise
+    except Exception as e:
+        if is_storage_error(e):
+            raise breaker.stopped_by(e) from None
+        raise
     except _Interrupted as e:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(WORKER) == me:

@@ -19,7 +19,7 @@ from facenet.errors import did_you_mean
 
 from .components import PRUNERS, SAMPLER_NEEDS, SAMPLERS, build_pruner, grid_space, parse_component
 from .reader import SCALARS, Reader, expand, kind_of, read_yaml
-from .schema import DATA_FIELDS, DEFAULT_CAP, DependencyCycle, FromSpec, ParamSpec, SpecError, StudySpec, \
+from .schema import DATA_FIELDS, DEFAULT_CAP, DEFAULT_MAX_FAILURES, DependencyCycle, FromSpec, ParamSpec, SpecError, StudySpec, \
     dependency_order, on_step
 from .units import parse_duration, parse_count
 
@@ -161,8 +161,11 @@ def _parse_from(r: Reader, raw: Any, fixed: dict[str, Any]) -> FromSpec | None:
 
 
 
+BUDGET_KEYS = ("n_trials", "timeout", "epochs", "max_failures")
+
+
 def _parse_budget(r: Reader, raw: Any) -> tuple[int | None, float | None, int | None]:
-    raw = r.mapping(raw, "budget", ("n_trials", "timeout", "epochs"))
+    raw = r.mapping(raw, "budget", BUDGET_KEYS)
     n_trials = raw.get("n_trials")
     epochs = raw.get("epochs")
     timeout = raw.get("timeout")
@@ -176,6 +179,15 @@ def _parse_budget(r: Reader, raw: Any) -> tuple[int | None, float | None, int | 
         except SpecError as e:
             r.fail("budget.timeout", str(e))
     return n_trials, timeout, epochs
+
+
+def _parse_max_failures(r: Reader, raw: Any, n_trials: int | None) -> int:
+    """FAIL trials a study may hold before its workers stop: budget.max_failures, else 20% of n_trials (10 at
+    least, 10 without n_trials)."""
+    value = raw.get("max_failures") if isinstance(raw, dict) else None
+    if value is None:
+        return max(DEFAULT_MAX_FAILURES, -(-n_trials // 5)) if n_trials else DEFAULT_MAX_FAILURES
+    return r.int_at_least(value, "budget.max_failures", 1)
 
 
 def _parse_cap(r: Reader, raw: Any) -> int:
@@ -246,6 +258,7 @@ def parse_spec(raw: Any, source: str | Path | None = None) -> StudySpec:
         sampler=parse_component(r, raw.get("sampler"), "sampler", SAMPLERS, "optuna.samplers", "tpe", True),
         pruner=parse_component(r, raw.get("pruner"), "pruner", PRUNERS, "optuna.pruners", "median", False),
         param_cap=_parse_cap(r, raw.get("constraint")), n_trials=n_trials, timeout=timeout,
+        max_failures=_parse_max_failures(r, raw.get("budget"), n_trials),
         epochs=epochs if epochs is not None else fixed.get("epochs"), enqueue=_parse_enqueue(r, raw.get("enqueue")),
         from_=from_, keep_checkpoints=r.int_at_least(raw.get("keep_checkpoints", 3), "keep_checkpoints", 0),
         source=Path(source) if source is not None else None,

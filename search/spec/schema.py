@@ -13,6 +13,7 @@ from facenet.errors import UserError
 
 DATA_FIELDS = {"train": "train_path", "val": "val_path", "val_list": "val_list"}   # data: key -> TrainConfig field
 DEFAULT_CAP = 11_500_000
+DEFAULT_MAX_FAILURES = 10      # budget.max_failures without n_trials (with it: 20% of n_trials, 10 at least)
 
 
 class SpecError(UserError, ValueError):
@@ -138,6 +139,7 @@ class StudySpec:
     n_trials: int | None = None
     timeout: float | None = None
     epochs: int | None = None
+    max_failures: int = DEFAULT_MAX_FAILURES                  # FAIL trials before the workers stop
     enqueue: list[dict[str, Any]] = field(default_factory=list)
     from_: FromSpec | None = None
     keep_checkpoints: int = 3
@@ -164,7 +166,8 @@ class StudySpec:
             "name": self.name, "description": self.description, "data": self.data, "fixed": self.fixed,
             "space": {k: p.to_dict() for k, p in self.space.items()}, "sampler": self.sampler,
             "pruner": self.pruner, "param_cap": self.param_cap, "n_trials": self.n_trials, "timeout": self.timeout,
-            "epochs": self.epochs, "enqueue": self.enqueue, "keep_checkpoints": self.keep_checkpoints,
+            "epochs": self.epochs, "max_failures": self.max_failures, "enqueue": self.enqueue,
+            "keep_checkpoints": self.keep_checkpoints,
             "from": dataclasses.asdict(self.from_) if self.from_ else None, "inherited": self.inherited,
             "source": str(self.source) if self.source else None,
         }, sort_keys=True)

@@ -1,5 +1,5 @@
-"""The search space at work: suggesting a trial's params, and the smallest model the space can build
-(so a space where nothing fits the cap is refused up front)."""
+"""The search space at work: suggesting a trial's params, the smallest model the space can build (so a
+space where nothing fits the cap is refused up front), and a point it can draw that can never run."""
 from __future__ import annotations
 
 import itertools
@@ -57,17 +57,27 @@ def _points(space: dict[str, ParamSpec], names: list[str], fixed: dict[str, Any]
     return walk(0, {})
 
 
-def _needed(space: dict[str, ParamSpec]) -> list[str]:
-    """The shaping params in the space plus every param their ``when`` depends on, in dependency order."""
-    from facenet.models.registry import SHAPE_FIELDS
+def _needed(space: dict[str, ParamSpec], fields: tuple[str, ...] | None = None) -> list[str]:
+    """The params of ``fields`` (default: the shaping ones) in the space plus every param their ``when``
+    depends on, in dependency order."""
+    if fields is None:
+        from facenet.models.registry import SHAPE_FIELDS as fields
 
-    needed, todo = set(), [n for n in SHAPE_FIELDS if n in space]
+    needed, todo = set(), [n for n in fields if n in space]
     while todo:
         name = todo.pop()
         if name not in needed:
             needed.add(name)
             todo.extend(ref for ref in space[name].when if ref in space)
     return [n for n in dependency_order(space) if n in needed]
+
+
+def points_over(spec: StudySpec, fields: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """The combinations the space draws for ``fields`` (and the params enabling them): every choice and
+    short stepped range, the endpoints of the rest; at most ``MAX_COMBOS``. One empty point when none is
+    searched."""
+    names = _needed(spec.space, fields)
+    return itertools.islice(_points(spec.space, names, spec.fixed, False), MAX_COMBOS)
 
 
 def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
@@ -96,3 +106,24 @@ def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
     if best is None:
         raise SpecError.at(spec.source, "space", f"no configuration in the space builds a model: {error}")
     return best
+
+
+def unrunnable_point(spec: StudySpec) -> tuple[dict[str, Any], ConfigError] | None:
+    """A combination the space can draw that can never run (``facenet.runnable``), with its error, or None.
+    Walks the params the checks read (and what enables them), at most ``MAX_COMBOS`` points."""
+    from facenet.runnable import RUNNABLE_FIELDS, check_runnable
+
+    if not _needed(spec.space, RUNNABLE_FIELDS):
+        return None
+    base, seen = spec.base_config(), set()
+    for point in points_over(spec, RUNNABLE_FIELDS):
+        config = base.replace(**point)
+        key = tuple(getattr(config, f) for f in RUNNABLE_FIELDS)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_runnable(config)
+        except ConfigError as e:
+            return point, e
+    return None

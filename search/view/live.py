@@ -20,7 +20,7 @@ def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
     head = Text.assemble(
         (f"study {study.study_name}", "bold"), f"  {len(supervisor.procs)} worker(s)  ",
         f"elapsed {fmt_seconds(time.time() - start)}  ",
-        f"left ~{fmt_seconds(time_left(trials, supervisor.n_trials, max(c['running'], 1)))}\n",
+        f"left ~{fmt_seconds(time_left(trials, supervisor.n_trials, max(c.get('running', 0), 1)))}\n",
         "  ".join(f"{k} {v}" for k, v in c.items() if v) or "starting...",
         ("\nbest " + (f"{best.value:.2f}% (trial {best.number}: {fmt_params(best.params)})" if best else "-")),
     )

@@ -40,16 +40,24 @@ def epoch_of(t: FrozenTrial) -> int:
     return max(t.intermediate_values, default=0)
 
 
+def state_of(t: FrozenTrial) -> str:
+    """The state, with the rule that pruned a pruned trial: ``pruned (median)``, ``pruned (cap)``..."""
+    if t.state == TrialState.PRUNED:
+        return f"pruned ({TrialRecord.of(t).pruned_by or 'pruner'})"
+    return "failed" if t.state == TrialState.FAIL else t.state.name.lower()
+
+
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    c = {"complete": 0, "pruned (cap)": 0, "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
+    """Trials by state, pruned ones by rule."""
+    c = {"complete": 0}
     for t in trials:
-        if t.state == TrialState.PRUNED:
-            c["pruned" if was_trained(t) else "pruned (cap)"] += 1
-        elif t.state == TrialState.FAIL:
-            c["failed"] += 1
-        else:
-            c[t.state.name.lower()] += 1
+        state = state_of(t)
+        c[state] = c.get(state, 0) + 1
     return c
+
+
+def pruned(c: dict[str, int]) -> int:
+    return sum(n for state, n in c.items() if state.startswith("pruned"))
 
 
 def time_left(trials: list[FrozenTrial], n_trials: int | None, workers: int) -> float | None:
@@ -87,9 +95,7 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
     for t in shown:
         eer = f"{t.value:.2f}" if t.value is not None else (
             f"({t.intermediate_values[epoch_of(t)]:.2f})" if t.intermediate_values else "")
-        state = t.state.name.lower()
-        if rule := TrialRecord.of(t).pruned_by:
-            state += f" ({rule})"
+        state = state_of(t)
         style = "bold green" if best is not None and t.number == best.number else None
         count = TrialRecord.of(t).param_count
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
@@ -107,8 +113,8 @@ def studies_table(storage: optuna.storages.BaseStorage) -> Table:
         trials = study.get_trials(deepcopy=False)
         c = counts(trials)
         best = best_trial(study)
-        table.add_row(name, str(len(trials)), str(c["complete"]), str(c["pruned"] + c["pruned (cap)"]),
-                      str(c["running"]), str(c["failed"]), f"{best.value:.2f}" if best else "",
+        table.add_row(name, str(len(trials)), str(c["complete"]), str(pruned(c)),
+                      str(c.get("running", 0)), str(c.get("failed", 0)), f"{best.value:.2f}" if best else "",
                       str(best.number) if best else "")
     return table
 
@@ -119,7 +125,8 @@ def summary_line(study: optuna.Study, n_trials: int | None) -> str:
     c = counts(trials)
     line = ", ".join(f"{k} {v}" for k, v in c.items() if v)
     if n_trials:
-        line += f"; budget {n_trials}; about {fmt_seconds(time_left(trials, n_trials, c['running'] or 1))} left"
+        left = time_left(trials, n_trials, c.get("running") or 1)
+        line += f"; budget {n_trials}; about {fmt_seconds(left)} left"
     return line
 
 
