@@ -93,7 +93,7 @@ def test_report_sections_figures_and_tables(study, tmp_path):
     assert rows[6]["val_eer"] == "38.0" and rows[6]["epochs_run"] == "2" and "median rule" in rows[6]["reason"]
     assert rows[7]["val_eer"] == "" and "over the" in rows[7]["reason"]
     assert [r["pruned_by"] for r in rows[6:]] == ["median", "cap", ""], "the report names the rule that pruned"
-    assert "1 pruned (cap), 1 pruned" in text
+    assert "1 pruned (median), 1 pruned (cap), 1 failed" in text
     assert rows[8]["reason"] == "CUDA out of memory"
 
     md = (out / "trials.md").read_text().splitlines()
