@@ -10,24 +10,19 @@ import time
 from pathlib import Path
 from typing import Callable
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
-
 # sized to finish in under a minute on 2 CPU cores (see the README for measured times)
 SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
-
-
-def builtin_study(name: str) -> Path:
-    return STUDIES / f"{name}.yaml"
 
 
 def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: Callable[[str], None] = print,
                    live: bool = True) -> dict:
     from facenet.data import PairList
     from facenet.evaluate import Verifier, eer, write_scores
-    from facenet.export import export_bundle, load_embedder
+    from facenet.export import export_bundle, load_embedder, onnx_available
     from facenet.synth import synthesize
     from facenet.train import resolve_device
 
+    from .builtin import builtin_path
     from .finish import retrain
     from .report import write_report
     from .spec import load_spec
@@ -45,7 +40,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     os.environ["FACESEARCH_DATA"] = str(data)
     url = str(out / "studies.journal")
     os.environ["FACESEARCH_RUNS"] = str(out / "runs")
-    spec_path = builtin_study("quickstart")
+    spec_path = builtin_path("quickstart")
     spec = load_spec(spec_path)
     study = prepare_study(spec, open_storage(url))
     sup = Supervisor(spec, spec_path, url, workers, None, None, None, log=log)
@@ -68,7 +63,10 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     record = retrain(study, out / "runs", epochs=retrain_epochs, log=log, progress=live)
     timings["retrain"] = time.time() - t0
     bundle = out / "bundle"
-    export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]})
+    onnx = onnx_available()   # the core install runs the quickstart too, with a TorchScript-only bundle
+    if not onnx:
+        log("bundle without ONNX: the export extra is not installed (pip install 'facesearch[export]')")
+    export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]}, onnx)
     dev = resolve_device("auto")
     model, res = load_embedder(bundle, dev)
     pairs = PairList.read(data / "test", "test_pairs.csv")
