@@ -28,7 +28,8 @@ def builtin_names() -> list[str]:
 def builtin_path(name: str) -> Path:
     path = builtin_dir() / f"{name}.yaml"
     if not path.is_file():
-        raise UnknownStudy(f"no built-in study named {name!r}; built-in studies: {', '.join(builtin_names())}")
+        raise UnknownStudy(f"no built-in study named {name!r}; built-in studies: "
+                           f"{', '.join(builtin_names())}")
     return path
 
 
@@ -37,7 +38,8 @@ def resolve_study(arg: str | Path) -> Path:
     path = Path(arg)
     if path.is_file():
         return path
-    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and (builtin_dir() / f"{arg}.yaml").is_file():
-        return builtin_dir() / f"{arg}.yaml"
+    builtin = builtin_dir() / f"{arg}.yaml"
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and builtin.is_file():
+        return builtin
     raise UnknownStudy(f"{arg}: no such study spec file nor built-in study; built-in studies: "
                        f"{', '.join(builtin_names())}")
