@@ -18,7 +18,7 @@ SOURCES = ("pyproject.toml", "README.md", "facenet", "search", "studies")   # wh
 
 
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kw)
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, check=False, **kw)
     assert out.returncode == 0, f"{cmd} exited {out.returncode}\n{out.stdout}\n{out.stderr}"
     return out
 
