@@ -85,11 +85,11 @@ def quickstart_spec(data: Path, **changes):
     """studies/quickstart.yaml read against ``data`` (its ${FACESEARCH_DATA}), with ``changes`` to the spec."""
     import dataclasses
 
-    from search.finish.quickstart import builtin_study
+    from search.builtin import builtin_path
     from search.spec import load_spec
 
     os.environ["FACESEARCH_DATA"] = str(data)
-    return dataclasses.replace(load_spec(builtin_study("quickstart")), **changes)
+    return dataclasses.replace(load_spec(builtin_path("quickstart")), **changes)
 
 
 def alternate(first: Callable[[], float], second: Callable[[], float], rounds: int,

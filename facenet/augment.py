@@ -332,7 +332,8 @@ def augment_names() -> list[str]:
 def _stream_seed(seed: int) -> int:
     """A seed for augmentation's own stream: the trainer seeds torch's global generator with ``seed``
     itself, and a second generator with the same seed would replay the same draws."""
-    return int(np.random.SeedSequence((seed, 0xA06)).generate_state(1, np.uint64)[0] >> 1)
+    # shift the Python int: numpy 1.x has no uint64 >> int
+    return int(np.random.SeedSequence((seed, 0xA06)).generate_state(1, np.uint64)[0]) >> 1
 
 
 class Augment:

@@ -32,3 +32,7 @@ class CheckpointError(UserError, RuntimeError):
 
 class NonFiniteLoss(UserError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class MissingExtra(UserError, ImportError):
+    """An optional part used without the pip extra that installs it (``pip install 'facesearch[NAME]'``)."""

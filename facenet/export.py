@@ -1,9 +1,11 @@
 """Self-contained export bundles, and loading any trained model for scoring.
 
 A bundle is a folder: ``model.ts`` (TorchScript), ``model.onnx``, ``config.json`` and
-``MODEL_CARD.md``. Loading it needs only torch or onnxruntime: both models map
-ImageNet-normalised RGB float images (N, 3, R, R) to embeddings (N, n_out); the score of
-a pair is the cosine similarity of its two embeddings.
+``MODEL_CARD.md``. ONNX needs the ``export`` extra (onnx, onnxscript, onnxruntime); without it a bundle
+holds TorchScript only (``onnx=False``, as the quickstart writes on a core install).
+Loading it needs only torch or onnxruntime: both models map ImageNet-normalised RGB float
+images (N, 3, R, R) to embeddings (N, n_out); the score of a pair is the cosine similarity of its two
+embeddings.
 """
 from __future__ import annotations
 
@@ -21,9 +23,15 @@ import torch
 from . import checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError
+from .extras import missing_modules, require_extra
 
 BUNDLE_MODEL = "model.ts"
 ONNX_TOLERANCE = 1e-4
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")   # torch's dynamo exporter needs the first two
+
+
+def onnx_available() -> bool:
+    return not missing_modules(*ONNX_MODULES)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -58,14 +66,16 @@ def load_embedder(path: str | Path, device: torch.device) -> tuple[torch.nn.Modu
     return model.to(device).eval(), config.resolution
 
 
-def export_bundle(run: str | Path, out: str | Path, cap: int = 11_500_000, provenance: dict | None = None) -> dict:
+def export_bundle(run: str | Path, out: str | Path, cap: int = 11_500_000, provenance: dict | None = None,
+                  onnx: bool = True) -> dict:
     """Write a bundle for the best checkpoint of ``run``; returns what the model card says.
 
     The ONNX model is checked under onnxruntime against torch (max abs difference <= 1e-4)
     before anything is written to ``out``; the folder appears whole or not at all.
+    ``onnx=False`` writes TorchScript only (no export extra needed).
     """
-    import onnxruntime as ort
-
+    if onnx:
+        require_extra("export", "ONNX export", *ONNX_MODULES)
     from .models import count_params
 
     run = Path(run)
@@ -84,15 +94,7 @@ def export_bundle(run: str | Path, out: str | Path, cap: int = 11_500_000, prove
         reference = model(example).numpy()
         traced = torch.jit.trace(model, example)
     traced.save(str(tmp / BUNDLE_MODEL))
-    torch.onnx.export(model, (example,), str(tmp / "model.onnx"), input_names=["images"],
-                      output_names=["embeddings"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                      dynamo=True, external_data=False, verbose=False)
-    session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {"images": example.numpy()})[0]
-    diff = float(np.abs(onnx_out - reference).max())
-    if diff > ONNX_TOLERANCE:
-        shutil.rmtree(tmp)
-        raise CheckpointError(f"{source}: ONNX export differs from torch by {diff:.2e} (> {ONNX_TOLERANCE}); not written")
+    diff = _export_onnx(model, example, reference, tmp / "model.onnx", source) if onnx else None
 
     params = count_params(config)
     card = {
@@ -112,6 +114,24 @@ def export_bundle(run: str | Path, out: str | Path, cap: int = 11_500_000, prove
     return card
 
 
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, reference: np.ndarray, path: Path,
+                 source: Path) -> float:
+    """Write ``path`` and return its max abs difference from torch's ``reference``; over the tolerance, the
+    partial bundle folder is removed and nothing is written."""
+    import onnxruntime as ort
+
+    torch.onnx.export(model, (example,), str(path), input_names=["images"],
+                      output_names=["embeddings"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                      dynamo=True, external_data=False, verbose=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    diff = float(np.abs(session.run(None, {"images": example.numpy()})[0] - reference).max())
+    if diff > ONNX_TOLERANCE:
+        shutil.rmtree(path.parent)
+        raise CheckpointError(f"{source}: ONNX export differs from torch by {diff:.2e} (> {ONNX_TOLERANCE}); "
+                              "not written")
+    return diff
+
+
 def model_card(card: dict) -> str:
     eer = f"{card['val_eer']:.2f}%" if card.get("val_eer") is not None else "n/a"
     lines = [
@@ -126,11 +146,14 @@ def model_card(card: dict) -> str:
         f"| trained on | {card['train_path']}" + (f" (from {card['initial_model']})" if card.get("initial_model") else "") + " |",
         f"| validated on | {card['val_path']} |",
         f"| input | RGB, {card['resolution']}x{card['resolution']}, ImageNet mean/std |",
-        f"| ONNX vs torch | max abs difference {card['onnx_max_abs_diff']:.1e} |",
     ]
+    if card.get("onnx_max_abs_diff") is not None:   # a TorchScript-only bundle has none
+        lines.append(f"| ONNX vs torch | max abs difference {card['onnx_max_abs_diff']:.1e} |")
     if card.get("study"):
         lines.append(f"| study / trial | {card['study']} / {card.get('trial')} |")
+    has_onnx = card.get("onnx_max_abs_diff") is not None
+    onnx = " or `onnxruntime.InferenceSession('model.onnx')`" if has_onnx else ""
     lines += [f"| exported | {card['exported']} |", "",
-              "Load with `torch.jit.load('model.ts')` or `onnxruntime.InferenceSession('model.onnx')`; "
+              f"Load with `torch.jit.load('model.ts')`{onnx}; "
               "score a pair by the cosine similarity of its embeddings. No pretrained weights or external data.", ""]
     return "\n".join(lines)

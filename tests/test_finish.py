@@ -115,6 +115,30 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
     np.testing.assert_allclose(embed(bundle_model, cached, res, torch.device("cpu")).numpy(), emb.numpy(), atol=1e-5)
 
 
+def test_export_without_the_export_extra(finished, tmp_path, monkeypatch):
+    """ONNX export names the extra to install in one line; a TorchScript-only bundle (what the quickstart
+    writes on a core install) needs none and embeds as the full bundle does."""
+    from facenet.errors import MissingExtra
+
+    run = finished["record"]["run_dir"]
+    monkeypatch.setitem(sys.modules, "onnxscript", None)   # as if not installed: importing it fails
+    with pytest.raises(MissingExtra) as e:
+        export_bundle(run, tmp_path / "full")
+    assert str(e.value) == ("ONNX export needs the export extra (onnxscript not installed): "
+                            "pip install 'facesearch[export]'")
+    assert list(tmp_path.iterdir()) == []
+    card = export_bundle(run, tmp_path / "ts", onnx=False)
+    assert sorted(p.name for p in (tmp_path / "ts").iterdir()) == ["MODEL_CARD.md", "config.json", "model.ts"]
+    assert card["onnx_max_abs_diff"] is None
+    assert "onnx" not in (tmp_path / "ts" / "MODEL_CARD.md").read_text().lower()
+    res = card["resolution"]
+    images = torch.randn(3, 3, res, res, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        outputs = [load_embedder(b, torch.device("cpu"))[0](images)
+                   for b in (tmp_path / "ts", finished["bundle"])]
+    torch.testing.assert_close(outputs[0], outputs[1])
+
+
 def test_score_cli_accepts_bundle_and_checkpoint(finished, tmp_path):
     pairs = finished["data"] / "test" / "test_pairs.csv"
     outputs = {}

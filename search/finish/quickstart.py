@@ -10,26 +10,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
-
 # sized to finish in under a minute on 2 CPU cores (see the README for measured times)
 SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
-
-
-def builtin_study(name: str) -> Path:
-    return STUDIES / f"{name}.yaml"
 
 
 def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: Callable[[str], None] = print,
                    live: bool = True) -> dict:
     from facenet.data import PairList
     from facenet.evaluate import eer, write_scores
-    from facenet.export import export_bundle
+    from facenet.export import export_bundle, onnx_available
     from facenet.scoring import score_pairs
     from facenet.synth import synthesize
 
     from facenet.preflight import check_writable
 
+    from ..builtin import builtin_path
     from ..run.launch import supervise
     from ..run.preflight import preflight_study
     from ..run.study import prepare_study
@@ -52,7 +47,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     os.environ["FACESEARCH_DATA"] = str(data)
     url = str(out / "studies.journal")
     os.environ["FACESEARCH_RUNS"] = str(out / "runs")
-    spec_path = builtin_study("quickstart")
+    spec_path = builtin_path("quickstart")
     spec = preflight_study(load_spec(spec_path), url)
     study = prepare_study(spec, open_storage(url))
     sup = Supervisor(spec, spec_path, url, workers, None, None, None, log=log)
@@ -67,7 +62,10 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
                      artifacts=artifact_dir(url))
     timings["retrain"] = time.time() - t0
     bundle = out / "bundle"
-    export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]})
+    onnx = onnx_available()   # the core install runs the quickstart too, with a TorchScript-only bundle
+    if not onnx:
+        log("bundle without ONNX: the export extra is not installed (pip install 'facesearch[export]')")
+    export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]}, onnx)
     pairs = PairList.read(data / "test", "test_pairs.csv")
     scores = score_pairs(bundle, pairs)
     write_scores(out / "test_scores.txt", scores, pairs)

@@ -34,7 +34,8 @@ STOP_GRACE = 10   # seconds the dashboard gets to exit after Ctrl-C before it is
 
 def dashboard_command(url: str, host: str, port: int, artifact_dir: Path | None) -> list[str]:
     if not entry_points(group="console_scripts", name="optuna-dashboard"):
-        raise UserError("optuna-dashboard is not installed; install it with: pip install optuna-dashboard")
+        raise UserError("the dashboard needs the dashboard extra (optuna-dashboard not installed): "
+                        "pip install 'facesearch[dashboard]'")
     if is_database(url):
         storage = [sqlalchemy_url(url)]
     else:   # a journal file; the hint spares the dashboard guessing from the file's first bytes
