@@ -76,3 +76,28 @@ def test_data_synth_writes_to_out(tmp_path):
               "--size", "32")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "faces" / "val" / "val_pairs.csv").is_file()
+
+
+def test_builtin_studies_listed_and_run_by_name(synth_data, tmp_path, monkeypatch):
+    listed = json.loads(cli("studies", "--builtin", "--json").stdout)
+    names = [s["name"] for s in listed]
+    assert {"quickstart", "baseline", "losses", "finetune"} <= set(names)
+    assert all(s["description"] for s in listed), "every shipped study says what it asks"
+    monkeypatch.chdir(tmp_path)   # no quickstart.yaml here: the name means the built-in one
+    monkeypatch.setenv("FACESEARCH_DATA", str(synth_data))
+    monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "runs"))
+    ran = cli("worker", "quickstart", "--storage", str(tmp_path / "s.journal"), "--n-trials", "1")
+    assert ran.returncode == 0 and "ran 1 trial(s)" in ran.stdout, ran.stderr
+    unknown = cli("worker", "quikstart", "--storage", str(tmp_path / "s.journal"))
+    assert unknown.returncode == 2 and "built-in studies: " in unknown.stderr and "quickstart" in unknown.stderr
+
+
+def test_study_init_writes_a_spec_that_loads(tmp_path, monkeypatch):
+    from search.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    assert cli("study", "init", "phase7").returncode == 0
+    spec = load_spec(tmp_path / "phase7.yaml")
+    assert spec.name == "phase7" and set(spec.space) == {"loss", "margin", "lr"} and spec.n_trials == 30
+    again = cli("study", "init", "phase7")
+    assert again.returncode == 2 and "exists" in again.stderr

@@ -15,18 +15,19 @@ from .common import Device, Json, Storage, Timeout, app, echo, seconds, study_ap
 def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[int] | None = None,
                  warn: bool = True):
     """The spec with its ``from:`` resolved, past every preflight check (nothing written yet)."""
+    from ..builtin import resolve_study
     from ..run.preflight import preflight_study
     from ..spec import load_spec
 
     def to_stderr(line: str) -> None:
         typer.echo(line, err=True)
 
-    return preflight_study(load_spec(path), url, device, gpus, warn=to_stderr if warn else None)
+    return preflight_study(load_spec(resolve_study(path)), url, device, gpus, warn=to_stderr if warn else None)
 
 
 @study_app.command("run")
 def study_run(
-    spec_path: Path = typer.Argument(..., metavar="STUDY.yaml", help="Study spec."),
+    spec_path: Path = typer.Argument(..., metavar="STUDY", help="Study spec file, or a built-in study's name."),
     workers: int = typer.Option(1, help="Worker processes on this machine."),
     gpus: Optional[str] = typer.Option(None, help="GPU indices, e.g. 0,1,2,3: one worker per GPU (overrides --workers)."),
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
@@ -42,7 +43,7 @@ def study_run(
     spec = checked_spec(spec_path, storage, gpus=gpu_list)
     console = make_console()
     start = time.time()
-    study, code = run_study(spec, spec_path, storage, workers, gpu_list, n_trials, limit, console,
+    study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit, console,
                             live=sys.stdout.isatty())
     console.print(trials_table(study))
     if sys.stdout.isatty():   # without a terminal the log lines ended with it
@@ -57,7 +58,8 @@ def study_run(
 
 @app.command()
 def worker(
-    spec_path: Path = typer.Argument(..., metavar="STUDY.yaml", help="Study spec (the same file on every machine)."),
+    spec_path: Path = typer.Argument(..., metavar="STUDY",
+                                   help="Study spec file (the same on every machine), or a built-in study's name."),
     storage: Storage = None,
     worker_id: int = typer.Option(0, help="Distinct per worker: offsets the sampler seed."),
     n_trials: Optional[int] = typer.Option(None, help="Stop when the study holds this many trials."),
@@ -76,11 +78,18 @@ def worker(
 
 
 @app.command()
-def studies(storage: Storage = None, as_json: Json = False) -> None:
-    """List the studies in a storage with their trial counts and best EER."""
+def studies(storage: Storage = None, as_json: Json = False,
+            builtin: bool = typer.Option(False, "--builtin", help="List the studies shipped with facesearch.")) -> None:
+    """List the studies in a storage with their trial counts and best EER (or the built-in ones)."""
     from ..storage import open_storage
-    from ..view.status import console, studies_json, studies_table
+    from ..view.status import builtin_json, builtin_table, console, studies_json, studies_table
 
+    if builtin:
+        if as_json:
+            echo(json.dumps(builtin_json(), indent=2))
+        else:
+            console().print(builtin_table())
+        return
     store = open_storage(storage)
     if as_json:
         echo(json.dumps(studies_json(store), indent=2))
@@ -108,6 +117,22 @@ def study_status(
     console = make_console()
     console.print(trials_table(study, limit=last))
     console.print(summary_line(study, n_trials))
+
+
+@study_app.command("init")
+def study_init(
+    name: str = typer.Argument(..., help="Study name (letters, digits, '_', '.', '-')."),
+    out: Optional[Path] = typer.Option(None, help="File to write (default: NAME.yaml here)."),
+) -> None:
+    """Write a commented starter spec to edit: data, fixed fields, a space, sampler, pruner, cap, budget."""
+    from ..spec import SpecError
+    from ..spec.starter import starter_spec
+
+    path = out or Path(f"{name}.yaml")
+    if path.exists():
+        raise SpecError(f"{path} exists; choose another --out or name")
+    path.write_text(starter_spec(name))
+    echo(f"wrote {path}; edit it, then: facesearch study run {path}")
 
 
 @study_app.command("delete")

@@ -175,3 +175,26 @@ def status_json(study: optuna.Study, n_trials: int | None, last: int | None = No
     return {"study": study.study_name, "n_trials": n_trials, "counts": counts(trials),
             "best_number": best.number if best else None,
             "trials": [trial_json(t) for t in (trials if last is None else trials[-last:])]}
+
+
+def builtin_json() -> list[dict]:
+    """The studies shipped with facesearch: name, file and what each asks."""
+    import yaml
+
+    from ..builtin import builtin_names, builtin_path
+
+    out = []
+    for name in builtin_names():
+        path = builtin_path(name)
+        description = (yaml.safe_load(path.read_text()) or {}).get("description") or ""
+        out.append({"name": name, "path": str(path), "description": " ".join(description.split())})
+    return out
+
+
+def builtin_table() -> Table:
+    table = Table(title="built-in studies (facesearch study run NAME)", title_justify="left")
+    for col in ("name", "what it asks"):
+        table.add_column(col, overflow="fold")
+    for s in builtin_json():
+        table.add_row(s["name"], s["description"])
+    return table
