@@ -162,10 +162,10 @@ def affine(config, translate: float = 0.08, scale: tuple[float, float] = (0.9, 1
 def _hue_rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """'Hue-lite': rotate the chroma plane of YIQ by ``turns`` of a full circle, one 3x3 matrix per image."""
     a = turns.double() * 2 * math.pi
-    rot = torch.zeros(len(x), 3, 3, dtype=torch.float64, device=x.device)
-    rot[:, 0, 0] = 1
-    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = a.cos(), -a.sin(), a.sin(), a.cos()
-    m = (_constant("yiq_to_rgb", x.device, rot.dtype) @ rot @ _constant("rgb_to_yiq", x.device, rot.dtype)).to(x.dtype)
+    one, zero, cos, sin = torch.ones_like(a), torch.zeros_like(a), a.cos(), a.sin()
+    rot = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)
+    m = _constant("yiq_to_rgb", x.device, rot.dtype) @ rot @ _constant("rgb_to_yiq", x.device, rot.dtype)
+    m = m.to(x.dtype)
     return torch.einsum("bij,bjhw->bihw", m, x)
 
 
