@@ -29,11 +29,12 @@ export PYTHONPATH=$repo   # this checkout's facenet and search, whatever else is
 
 install() {
     echo "== this machine's Python"
-    $python -c "import sys, torch, torchvision, numpy; print('python', sys.version.split()[0], '| torch',
-torch.__version__, '| torchvision', torchvision.__version__, '| numpy', numpy.__version__, '| CUDA', torch.version.cuda,
-'| GPUs visible', torch.cuda.device_count())"
+    $python -c "import sys, torch, torchvision, numpy; print('python', sys.version.split()[0],
+'| torch', torch.__version__, '| torchvision', torchvision.__version__, '| numpy', numpy.__version__,
+'| CUDA', torch.version.cuda, '| GPUs visible', torch.cuda.device_count())"
     if ! compgen -G "$wheels/*.whl" > /dev/null; then
-        echo "error: no wheels in $wheels; run 'bash benchmarks/gpu-wheels.sh' where pip reaches PyPI and carry the folder"
+        echo "error: no wheels in $wheels; run 'bash benchmarks/gpu-wheels.sh' where pip reaches PyPI" \
+             "and carry the folder"
         exit 2
     fi
     echo "== offline install into a virtual environment over it ($work/venv)"
@@ -58,8 +59,8 @@ PY
 )
     echo "installing ${#wanted[@]} of $(ls "$wheels"/*.whl | wc -l) wheels from $wheels (no index, no deps)"
     if (( ${#wanted[@]} )); then
-        PIP_NO_INDEX=1 "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-build-isolation \
-            --ignore-installed "${wanted[@]}"
+        PIP_NO_INDEX=1 "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps \
+            --no-build-isolation --ignore-installed "${wanted[@]}"
     fi
     if ! PIP_NO_INDEX=1 "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps \
             --no-build-isolation -e "$repo"; then
@@ -73,7 +74,8 @@ for dist, module in (("optuna", "optuna"), ("sqlalchemy", "sqlalchemy"), ("alemb
                      ("rich", "rich"), ("scikit-learn", "sklearn"), ("facesearch", "search.cli")):
     try:
         path = importlib.import_module(module).__file__
-        where = "virtual env" if path.startswith(sys.prefix) else "source tree" if "site-packages" not in path else "node"
+        where = ("virtual env" if path.startswith(sys.prefix) else
+                 "source tree" if "site-packages" not in path else "node")
         print(f"  {dist:<17} {md.version(dist):<10} from the {where}")
     except Exception as e:
         print(f"  {dist:<17} unusable: {type(e).__name__}: {e}")
@@ -107,7 +109,11 @@ main() {
 
     echo "== quickstart study, one worker per GPU"
     local args
-    if (( dry )); then args=(--workers 1 --n-trials 2); else args=(--gpus "$(seq -s, 0 $((ngpu - 1)))" --timeout 100); fi
+    if (( dry )); then
+        args=(--workers 1 --n-trials 2)
+    else
+        args=(--gpus "$(seq -s, 0 $((ngpu - 1)))" --timeout 100)
+    fi
     t0=$SECONDS
     FACESEARCH_DATA=$data FACESEARCH_RUNS=$work/runs \
         "$py" -m search.cli study run studies/quickstart.yaml "${args[@]}" --storage "$work/study.journal"
@@ -122,9 +128,11 @@ from search.storage import open_storage
 study = optuna.load_study(study_name="quickstart", storage=open_storage(sys.argv[1]))
 count = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
 done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-best = f"best val EER {study.best_value:.2f}% (trial {study.best_trial.number})" if done else "no complete trial"
+best = (f"best val EER {study.best_value:.2f}% (trial {study.best_trial.number})" if done
+        else "no complete trial")
 print(f"summary: quickstart study ({sys.argv[3]}): {len(study.trials)} trials ({count[TrialState.COMPLETE]} "
-      f"complete, {count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed) in {sys.argv[2]} s, {best}")
+      f"complete, {count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed) in {sys.argv[2]} s, "
+      f"{best}")
 PY
     echo "== summary ($((SECONDS - start)) s in all)"
 }

@@ -48,8 +48,10 @@ def modes(dev: torch.device) -> dict[str, dict]:
     half = "bf16" if amp_dtype(dev) in (None, torch.bfloat16) else "fp16"
     cpu = dev.type != "cuda"
     return {"fp32 NCHW, TF32 off": dict(amp=False, channels_last=False, tf32=False, precision="fp32"),
-            "fp32 NCHW, TF32 on": dict(amp=False, channels_last=False, tf32=True, precision="fp32" if cpu else "tf32"),
-            f"{half} channels_last": dict(amp=True, channels_last=True, tf32=True, precision="fp32" if cpu else half)}
+            "fp32 NCHW, TF32 on": dict(amp=False, channels_last=False, tf32=True,
+                                       precision="fp32" if cpu else "tf32"),
+            f"{half} channels_last": dict(amp=True, channels_last=True, tf32=True,
+                                          precision="fp32" if cpu else half)}
 
 
 def set_tf32(on: bool) -> None:
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--res", default="112,224", help="comma-separated crop sizes")
     p.add_argument("--identities", type=int, default=64, help="identities per batch")
     p.add_argument("--n-per-class", type=int, default=2)
-    p.add_argument("--workers", type=int, default=TrainConfig.workers, help="loader threads (the config default)")
+    p.add_argument("--workers", type=int, default=TrainConfig.workers,
+                   help="loader threads (the config's default)")
     p.add_argument("--warmup", type=int, default=30, help="untimed steps before each timed window")
     p.add_argument("--steps", type=int, default=200, help="timed steps per point")
     p.add_argument("--budget", type=float, default=210, help="seconds after which no new point starts")
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{a.model}, batches of {a.identities} x {a.n_per_class}, {a.workers} loader threads, "
           f"{a.warmup} warm-up + {a.steps} timed steps per point", flush=True)
     mode_table = modes(dev)
-    measured = {p: matmul_peak(dev, p, *mm) for p in dict.fromkeys(m["precision"] for m in mode_table.values())}
+    precisions = dict.fromkeys(m["precision"] for m in mode_table.values())
+    measured = {p: matmul_peak(dev, p, *mm) for p in precisions}
     print("summary: matmul peak measured, " + ", ".join(f"{k} {tflops(v)}" for k, v in measured.items())
           + f" ({mm[0]}x{mm[0]}, {name})", flush=True)
     start, rows = time.perf_counter(), []
@@ -196,8 +200,9 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 set_tf32(m["tf32"])
                 config = TrainConfig(
-                    train_path=str(Path(data) / "train1"), val_path=str(Path(data) / "val"), max_val_pairs=100,
-                    cache_dir=str(work / "cache"), run_dir=str(work / "run"), resume=False, model=a.model, width=width,
+                    train_path=str(Path(data) / "train1"), val_path=str(Path(data) / "val"),
+                    max_val_pairs=100, cache_dir=str(work / "cache"), run_dir=str(work / "run"), resume=False,
+                    model=a.model, width=width,
                     resolution=res, augment="flip", batch_size=a.identities, n_per_class=a.n_per_class,
                     workers=a.workers, device=str(dev), amp=m["amp"], channels_last=m["channels_last"])
                 t = Trainer(config, log=lambda msg: None)
@@ -206,11 +211,13 @@ def main(argv: list[str] | None = None) -> None:
                 rates = {"pipeline": pipeline_rate(t, a.warmup, a.steps),
                          "in-memory": memory_rate(t, batches, a.warmup, a.steps)}
                 t.loader.close()
-                spec, which = spec_peak(dev, m["precision"])
+                precision = m["precision"]
+                spec, which = spec_peak(dev, precision)
                 for feed, rate in rates.items():
                     used = flops * rate
-                    mfu = [f"{100 * used / spec:.1f}% of {tflops(spec)} ({which} {m['precision']} spec)"] if spec else []
-                    mfu.append(f"{100 * used / measured[m['precision']]:.1f}% of measured {m['precision']} matmul")
+                    mfu = [f"{100 * used / spec:.1f}% of {tflops(spec)} ({which} {precision} spec)"]
+                    mfu = mfu if spec else []
+                    mfu.append(f"{100 * used / measured[precision]:.1f}% of measured {precision} matmul")
                     print(f"summary: {label}, {feed}: {rate:.0f} img/s, {tflops(used)} "
                           f"({flops / 1e9:.2f} GFLOP/img), MFU {', '.join(mfu)}", flush=True)
                 rows.append((res, mode, rates["pipeline"], rates["in-memory"]))

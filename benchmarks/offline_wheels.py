@@ -50,7 +50,7 @@ def closure(requirements: list[Requirement]) -> dict[str, tuple[str, bool]]:
         try:
             dist = md.distribution(name)
         except md.PackageNotFoundError:
-            sys.exit(f"{name} is not installed here; install the project (pip install -e .) before listing its wheels")
+            sys.exit(f"{name} is not installed here; install the project (pip install -e .) first")
         found[name] = (dist.version, is_pure(dist))
         if found[name][1]:
             todo.extend(r for r in map(Requirement, dist.requires or []) if applies(r))

@@ -69,13 +69,12 @@ def load_partial(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tup
 
 # ---------------------------------------------------------------- random state
 def device_generator(device: torch.device) -> torch.Generator | None:
-    """The default generator of an accelerator ``device`` (None for the CPU, whose generator is saved anyway)."""
-    if device.type == "cpu":
+    """The default generator of a CUDA ``device``; None elsewhere (the CPU's is saved anyway)."""
+    if device.type != "cuda":
         return None
-    if device.type == "cuda":
-        torch.cuda.init()   # the per-device generators exist once CUDA is initialised
-        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
-    raise CheckpointError(f"device {device}: saving its random state is not supported; use cpu or cuda")
+    torch.cuda.init()   # the per-device generators exist once CUDA is initialised
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.default_generators[index]
 
 
 def rng_state(device: torch.device) -> dict:

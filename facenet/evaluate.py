@@ -30,7 +30,8 @@ def embed(model: torch.nn.Module, images: np.ndarray, resolution: int, device: t
     was_training = model.training
     model.eval()
     out, to_float = [], ToFloat(channels_last)
-    staging = PinnedStaging(device, (min(batch, len(images)), resolution, resolution, 3))   # the memmap is read-only
+    # crops go through reused pinned buffers (the memmap is read-only, and pageable copies block)
+    staging = PinnedStaging(device, (min(batch, len(images)), resolution, resolution, 3))
     for start in range(0, len(images), batch):
         x = normalize_(to_float(staging.to_device(center_crop(images[start:start + batch], resolution))))
         with autocast_for(device, amp):

@@ -181,7 +181,7 @@ def mine_triplets(dist: Tensor, labels: Tensor, hard_rank: int = 0, hard_prob: f
     eye = torch.eye(b, dtype=torch.bool, device=device)
     n_other = other.sum(dim=1, keepdim=True)                                    # (B, 1)
     valid = ~other & ~eye & (n_other > 0)
-    near, order = dist.masked_fill(~other, math.inf).sort(dim=1)               # negatives first, nearest first
+    near, order = dist.masked_fill(~other, math.inf).sort(dim=1)      # negatives first, nearest first
     if hard_rank < 0:   # cell (a, p): negatives with d_ap < d < d_ap + margin, from d_ap = dist[a, p]
         band_lo = torch.searchsorted(near, dist.contiguous(), right=True)
         band_hi = torch.searchsorted(near, (dist + margin).contiguous())
@@ -192,7 +192,7 @@ def mine_triplets(dist: Tensor, labels: Tensor, hard_rank: int = 0, hard_prob: f
     use_hard = torch.rand((b, b), generator=generator, device=device) < hard_prob
     lo, hi = torch.where(use_hard, hard_lo, 0), torch.where(use_hard, hard_hi, n_other)
     pick = lo + (torch.rand((b, b), generator=generator, device=device) * (hi - lo)).long()
-    pick = torch.minimum(pick, hi - 1).clamp_(0, b - 1)       # float rounding at the top; empty rows are masked
+    pick = torch.minimum(pick, hi - 1).clamp_(0, b - 1)   # float rounding at the top; empty rows are masked
     anchor, positive = _grid(b, device)
     return Triplets(anchor, positive, order.gather(1, pick).reshape(-1), valid.reshape(-1))
 

@@ -105,7 +105,8 @@ class Trainer:
         self.optimizer = build_optimizer([self.model, self.criterion], c)
         self.scheduler = build_scheduler(self.optimizer, c, self.steps)
         # fp16 autocast (GPUs without native bf16) needs loss scaling; bf16 and fp32 do not
-        self.scaler = torch.amp.GradScaler("cuda") if c.amp and amp_dtype(self.device) == torch.float16 else None
+        fp16 = c.amp and amp_dtype(self.device) == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
         if c.compile:
             reset_compiler()   # graphs of an earlier run in this process (the previous trial) go
         self.forward_model = torch.compile(self.model) if c.compile else self.model

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from facenet import checkpoint
-from facenet.devices import (MASK, ORDER, amp_dtype, autocast_for, configure_backends, native_bf16, reset_compiler,
-                             resolve_device, use_device, visible_gpus, worker_gpu_env)
+from facenet.devices import (MASK, ORDER, amp_dtype, autocast_for, configure_backends, native_bf16,
+                             reset_compiler, resolve_device, use_device, visible_gpus, worker_gpu_env)
 from facenet.errors import ConfigError
 from facenet.train import Trainer
 
@@ -31,7 +31,7 @@ def test_a_worker_runs_on_the_parents_gpu_through_its_mask():
     # a scheduler gave this job physical GPUs 2 and 3: --gpus 0,1 means those two, not 0 and 1
     parent = {MASK: "2,3"}
     assert [worker_gpu_env(i, parent)[MASK] for i in (0, 1)] == ["2", "3"]
-    assert worker_gpu_env(1, parent)[ORDER] == "PCI_BUS_ID"             # nvidia-smi's and schedulers' numbering
+    assert worker_gpu_env(1, parent)[ORDER] == "PCI_BUS_ID"     # nvidia-smi's and schedulers' numbering
     assert worker_gpu_env(0, {MASK: "GPU-aa,GPU-bb"})[MASK] == "GPU-aa"  # UUID masks map alike
     assert worker_gpu_env(3, {}) == {MASK: "3", ORDER: "PCI_BUS_ID"}    # no mask: the index itself
     # an order the parent chose is the one its mask was written in: kept
@@ -53,7 +53,8 @@ def test_worker_env_reads_the_process_environment(monkeypatch):
 
 # ---------------------------------------------------------------- device and precision
 def test_cpu_and_unusable_devices():
-    assert resolve_device("cpu") == torch.device("cpu") and use_device(torch.device("cpu")) == torch.device("cpu")
+    cpu = torch.device("cpu")
+    assert resolve_device("cpu") == cpu and use_device(cpu) == cpu
     assert resolve_device("auto").type == ("cuda" if CUDA else "cpu")
     with pytest.raises(ConfigError, match="'gpu:0'"):
         resolve_device("gpu:0")
@@ -62,8 +63,10 @@ def test_cpu_and_unusable_devices():
         resolve_device(f"cuda:{n}")
 
 
-@pytest.mark.parametrize("capability,native", [((6, 1), False), ((7, 0), False), ((7, 5), False), ((8, 0), True),
-                                               ((8, 9), True), ((9, 0), True), ((10, 0), True)])
+@pytest.mark.parametrize("capability,native", [
+    ((6, 1), False), ((7, 0), False), ((7, 5), False),           # Pascal, Volta (V100), Turing (T4)
+    ((8, 0), True), ((8, 9), True), ((9, 0), True), ((10, 0), True),   # Ampere, Ada, Hopper, Blackwell
+])
 def test_bf16_only_where_tensor_cores_run_it(capability, native, monkeypatch):
     monkeypatch.setattr(torch.version, "hip", None)
     assert native_bf16(capability) is native
@@ -192,8 +195,9 @@ def test_loader_slots_wait_for_their_copies_on_the_gpu(tiny_config):
     device = resolve_device(f"cuda:{torch.cuda.device_count() - 1}")
     images = np.random.default_rng(0).integers(0, 256, (80, 8, 8, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(20), 4)
-    reference = [x.clone() for x, _ in BatchLoader(images, labels, ClassBalancedSampler(labels, 3, 2, 100), 6)]
-    loader = BatchLoader(images, labels, ClassBalancedSampler(labels, 3, 2, 100), 6, threads=0, device=device)
+    sampler = ClassBalancedSampler(labels, 3, 2, 100)
+    reference = [x.clone() for x, _ in BatchLoader(images, labels, sampler, 6)]
+    loader = BatchLoader(images, labels, sampler, 6, threads=0, device=device)
     copies = []
     for x, _ in loader:
         assert x.is_pinned()

@@ -25,5 +25,6 @@ def test_wheel_list_is_what_the_project_needs_beyond_the_nodes_torch():
 
 
 def test_gpu_sh_refuses_unknown_arguments():
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), "--fast"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), "--fast"], capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 2 and "usage: bash benchmarks/gpu.sh [--dry-run]" in done.stdout

@@ -22,9 +22,9 @@ from facenet.train import Trainer
 
 aten = torch.ops.aten
 # operators that read device data back to the host (scalars, or a data-dependent output size)
-READS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default, aten.equal.default,
-         aten.is_nonzero.default, aten._unique2.default, aten.unique_dim.default, aten.unique_consecutive.default,
-         aten.repeat_interleave.Tensor, aten.allclose.default}
+READS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
+         aten.equal.default, aten.is_nonzero.default, aten._unique2.default, aten.unique_dim.default,
+         aten.unique_consecutive.default, aten.repeat_interleave.Tensor, aten.allclose.default}
 PY_READS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__", "nonzero", "numpy", "cpu")
 
 
@@ -69,7 +69,8 @@ class HostReads(TorchDispatchMode):
         def moved(name, method):   # a copy to a device that the host waits for
             @functools.wraps(method)
             def move(t, *a, **k):
-                target = [v for v in (*a, k.get("device")) if isinstance(v, (torch.device, str, torch.Tensor))]
+                places = (torch.device, str, torch.Tensor)
+                target = [v for v in (*a, k.get("device")) if isinstance(v, places)]
                 if (name == "cuda" or target) and not k.get("non_blocking"):
                     self.reads.append(f"upload Tensor.{name}")
                 return method(t, *a, **k)
@@ -93,15 +94,18 @@ class HostReads(TorchDispatchMode):
 
 X = torch.arange(6.0)
 KNOWN = {   # what a step must not do, each recorded
-    "float": lambda: float(X[0]), "int": lambda: int(X[1]), "item": lambda: X[2].item(), "tolist": lambda: X.tolist(),
+    "float": lambda: float(X[0]), "int": lambda: int(X[1]), "item": lambda: X[2].item(),
+    "tolist": lambda: X.tolist(),
     "bool": lambda: bool(X[3] > 0), "torch.nonzero": lambda: torch.nonzero(X), "nonzero": lambda: X.nonzero(),
-    "mask index": lambda: X[X > 2], "unique": lambda: X.unique(), "allclose (inside torch)": lambda: torch.allclose(X, X),
+    "mask index": lambda: X[X > 2], "unique": lambda: X.unique(),
+    "allclose (inside torch)": lambda: torch.allclose(X, X),
     "new_tensor": lambda: X.new_tensor([0.299, 0.587, 0.114]), "torch.tensor": lambda: torch.tensor([1.0]),
     "to(device)": lambda: X.to("cpu"), "to(tensor)": lambda: X.to(X),
 }
 HARMLESS = {   # what a step may do
     "arithmetic": lambda: X + 1, "to(dtype)": lambda: X.to(torch.float64),
-    "non_blocking copy": lambda: X.to("cpu", non_blocking=True), "where with a scalar": lambda: torch.where(X > 1, X, 0.5),
+    "non_blocking copy": lambda: X.to("cpu", non_blocking=True),
+    "where with a scalar": lambda: torch.where(X > 1, X, 0.5),
     "random on the device generator": lambda: torch.rand(3, generator=torch.Generator().manual_seed(1)),
 }
 

@@ -44,7 +44,8 @@ def test_threads_cut_the_same_batches_in_order(threads):
     sampler = ClassBalancedSampler(LABELS, 3, 2, 100, seed=1)
     serial = epoch(BatchLoader(IMAGES, LABELS, sampler, 6, flip=0.5, threads=0))
     loader = BatchLoader(IMAGES, LABELS, sampler, 6, flip=0.5, threads=threads)
-    assert len(loader.ring) == 2 * threads + 2 and len(serial) == len(loader) == len(sampler) > 2 * threads + 2
+    assert len(loader.ring) == 2 * threads + 2
+    assert len(serial) == len(loader) == len(sampler) > 2 * threads + 2
     for (x, y), (sx, sy), batch in zip(epoch(loader), serial, sampler.batches()):
         assert torch.equal(x, sx) and torch.equal(y, sy)
         assert y.tolist() == LABELS[batch].tolist() and x.shape == (6, 6, 6, 3)

@@ -270,7 +270,8 @@ def test_random_negatives_cover_every_other_identity():
     g = torch.Generator().manual_seed(0)
     seen = {i: set() for i in range(8)}
     for _ in range(200):
-        a, _, n = compact(mine_triplets(squared_distances(HAND), HAND_LABELS, hard_rank=1, hard_prob=0.0, generator=g))
+        triplets = mine_triplets(squared_distances(HAND), HAND_LABELS, hard_rank=1, hard_prob=0, generator=g)
+        a, _, n = compact(triplets)
         for ai, ni in zip(a.tolist(), n.tolist()):
             seen[ai].add(ni)
     assert all(seen[i] == {j for j in range(8) if HAND_LABELS[j] != HAND_LABELS[i]} for i in seen)
