@@ -10,7 +10,9 @@
 #    the project. Nothing is written into the node's Python. 2. The GPUs. 3. benchmarks/gpu_speed.py:
 #    resnet18 images/s at 112 and 224 px, fp32 (TF32 off, on) NCHW vs bf16 channels_last, real
 #    pipeline vs in-memory batches, MFU. 4. studies/quickstart.yaml with one worker per GPU.
-# PYTHON picks the interpreter (default python3), GPU_WHEELS the wheel folder.
+# PYTHON picks the interpreter (default python3), GPU_WHEELS the wheel folder; GPU_KIT_TARGET=1
+# installs into a plain folder on PYTHONPATH instead of a virtual environment (the fallback where
+# the Python has no venv module).
 set -euo pipefail
 exec 2>&1
 cd "$(dirname "$0")/.."
@@ -26,6 +28,7 @@ wheels=${GPU_WHEELS:-$repo/.gpu-wheels}
 work=$(mktemp -d "${TMPDIR:-/tmp}/facesearch-gpu.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export PYTHONPATH=$repo   # this checkout's facenet and search, whatever else is installed
+export PIP_ROOT_USER_ACTION=ignore   # root on a node's container is common; nothing goes into its Python
 
 install() {
     echo "== this machine's Python"
@@ -37,10 +40,15 @@ install() {
              "and carry the folder"
         exit 2
     fi
-    echo "== offline install into a virtual environment over it ($work/venv)"
-    $python -m venv --system-site-packages --without-pip "$work/venv"
     py=$work/venv/bin/python
-    local wanted
+    local wanted into=(--ignore-installed) project=(-e "$repo")
+    if [[ -z ${GPU_KIT_TARGET:-} ]] && $python -m venv --system-site-packages --without-pip "$work/venv"; then
+        echo "== offline install into a virtual environment over it ($work/venv)"
+    else   # no venv module (or GPU_KIT_TARGET set): a plain folder on PYTHONPATH, after the checkout
+        echo "== offline install into $work/site, on PYTHONPATH (no virtual environment)"
+        py=$python into=(--target "$work/site") project=("$repo")
+        export PYTHONPATH=$repo:$work/site
+    fi
     mapfile -t wanted < <("$py" - "$wheels" "$dry" <<'PY'
 import importlib.metadata as md, pathlib, sys
 
@@ -60,13 +68,13 @@ PY
     echo "installing ${#wanted[@]} of $(ls "$wheels"/*.whl | wc -l) wheels from $wheels (no index, no deps)"
     if (( ${#wanted[@]} )); then
         PIP_NO_INDEX=1 "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps \
-            --no-build-isolation --ignore-installed "${wanted[@]}"
+            --no-build-isolation "${into[@]}" "${wanted[@]}"
     fi
     if ! PIP_NO_INDEX=1 "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps \
-            --no-build-isolation -e "$repo"; then
+            --no-build-isolation "${into[@]}" "${project[@]}"; then
         echo "warning: the project did not install (see above); running it from the source tree (PYTHONPATH)"
     fi
-    "$py" - <<'PY'
+    "$py" - "$work" <<'PY'
 import importlib, importlib.metadata as md, sys
 
 for dist, module in (("optuna", "optuna"), ("sqlalchemy", "sqlalchemy"), ("alembic", "alembic"),
@@ -74,8 +82,8 @@ for dist, module in (("optuna", "optuna"), ("sqlalchemy", "sqlalchemy"), ("alemb
                      ("rich", "rich"), ("scikit-learn", "sklearn"), ("facesearch", "search.cli")):
     try:
         path = importlib.import_module(module).__file__
-        where = ("virtual env" if path.startswith(sys.prefix) else
-                 "source tree" if "site-packages" not in path else "node")
+        where = ("wheel folder" if path.startswith(sys.argv[1]) else
+                 "source tree" if "site-packages" not in path else "node's own packages")
         print(f"  {dist:<17} {md.version(dist):<10} from the {where}")
     except Exception as e:
         print(f"  {dist:<17} unusable: {type(e).__name__}: {e}")

@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> None:
                 spec, which = spec_peak(dev, precision)
                 for feed, rate in rates.items():
                     used = flops * rate
-                    mfu = [f"{100 * used / spec:.1f}% of {tflops(spec)} ({which} {precision} spec)"]
-                    mfu = mfu if spec else []
+                    mfu = []
+                    if spec:
+                        mfu.append(f"{100 * used / spec:.1f}% of {tflops(spec)} ({which} {precision} spec)")
                     mfu.append(f"{100 * used / measured[precision]:.1f}% of measured {precision} matmul")
                     print(f"summary: {label}, {feed}: {rate:.0f} img/s, {tflops(used)} "
                           f"({flops / 1e9:.2f} GFLOP/img), MFU {', '.join(mfu)}", flush=True)
