@@ -53,7 +53,7 @@ def ours(root: Path, res: int, identities: int, per_class: int, batches: int, wo
         images = load_images(folder.root, folder.paths, cache_size(res), cache)
     sampler = ClassBalancedSampler(folder.labels, identities, per_class, max_img_per_cls=500, seed=0)
     augment = build_augment(TrainConfig(augment="flip", seed=0))
-    loader = BatchLoader(images.array, folder.labels, sampler, res, augment.flip, workers, pin=dev.type == "cuda")
+    loader = BatchLoader(images.array, folder.labels, sampler, res, augment.flip, workers, device=dev)
     to_float = ToFloat()
 
     def consume(x: torch.Tensor, y: torch.Tensor) -> None:   # the first lines of Trainer.step

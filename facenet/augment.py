@@ -3,19 +3,26 @@
 Every op draws its per-image randomness as tensors from one ``torch.Generator`` on the
 batch's device, so a whole batch is augmented in a handful of kernels (geometric ops are
 one ``affine_grid`` + ``grid_sample`` with per-image matrices) and a run is reproducible
-from its seed. ImageNet normalisation comes after, in the trainer.
+from its seed. What the host must know to launch those kernels (a mixing weight, a box,
+which mixing op, policy seeds) comes from a second generator on the CPU: reading such a
+number back from a GPU generator would stall the host until the GPU caught up, every step.
+Both generators' states are saved with a run, so a resumed run draws what it would have.
+Constant tensors are made once per device and dtype, not copied to the device per call.
+ImageNet normalisation comes after, in the trainer.
 
 ``config.augment`` is a preset (``PRESETS``) or a '+'-joined list of presets and op names,
 e.g. ``"conservative+occlusion"`` or ``"flip+rotate+erasing"``.
 
-Op shapes (``AUGMENTATIONS`` holds factories ``fn(config, **strengths) -> op``):
-- image ops: ``op(x, generator) -> x``;
-- mixing ops (``MIXING``: mixup, cutmix): ``op(x, generator) -> (x, (perm, lam))``; the trainer
+Op shapes (``AUGMENTATIONS`` holds factories ``fn(config, **strengths) -> op``), ``g`` the device
+generator and ``host`` the CPU one:
+- image ops: ``op(x, g, host) -> x``;
+- mixing ops (``MIXING``: mixup, cutmix): ``op(x, g, host) -> (x, (perm, lam))``; the trainer
   then uses ``lam * loss(emb, labels) + (1 - lam) * loss(emb, labels[perm])``. When several
   mixing ops are listed, each batch uses one of them, chosen at random.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -27,7 +34,7 @@ from .errors import ConfigError, did_you_mean
 from .registry import Registry, UnknownName
 
 Mix = tuple[torch.Tensor, float]
-Op = Callable[..., Any]          # image op (x, g) -> x, or mixing op (x, g) -> (x, Mix)
+Op = Callable[..., Any]          # image op (x, g, host) -> x, or mixing op (x, g, host) -> (x, Mix)
 
 AUGMENTATIONS: Registry = Registry("augmentation")
 MIXING: set[str] = set()
@@ -70,12 +77,25 @@ def _per_image(v: torch.Tensor) -> torch.Tensor:
     return v.view(-1, 1, 1, 1)
 
 
-_LUMA = (0.299, 0.587, 0.114)
+def _host_uniform(host: torch.Generator, n: int) -> list[float]:
+    """``n`` uniforms in [0, 1) from the CPU generator, as Python floats (no device involved)."""
+    return torch.rand(n, generator=host, dtype=torch.float64).tolist()
+
+
+_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+_CONSTANTS = {"luma": _RGB_TO_YIQ[0], "rgb_to_yiq": _RGB_TO_YIQ,
+              "yiq_to_rgb": torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist()}
+
+
+@functools.cache
+def _constant(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A constant of ``_CONSTANTS`` on ``device``: copied there once, not per batch."""
+    return torch.tensor(_CONSTANTS[name], dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) luminance."""
-    return (x * x.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return (x * _constant("luma", x.device, x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 def _between(lo: torch.Tensor, hi: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
@@ -118,7 +138,7 @@ def _warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor | None = Non
 
 @AUGMENTATIONS.register("rotate")
 def rotate(config, degrees: float = 10.0) -> Op:
-    def op(x, g):
+    def op(x, g, host):
         return _warp(x, torch.deg2rad(_uniform(g, len(x), -degrees, degrees)))
     return op
 
@@ -127,7 +147,7 @@ def rotate(config, degrees: float = 10.0) -> Op:
 def affine(config, translate: float = 0.08, scale: tuple[float, float] = (0.9, 1.1), shear: float = 8.0,
            degrees: float = 0.0) -> Op:
     """``translate``: max shift as a fraction of the side; ``shear`` and ``degrees`` in degrees."""
-    def op(x, g):
+    def op(x, g, host):
         n = len(x)
         return _warp(x, torch.deg2rad(_uniform(g, n, -degrees, degrees)), _uniform(g, n, *scale),
                      torch.deg2rad(_uniform(g, n, -shear, shear)), _uniform(g, n, -translate, translate),
@@ -136,18 +156,15 @@ def affine(config, translate: float = 0.08, scale: tuple[float, float] = (0.9, 1
 
 
 # ---------------------------------------------------------------- photometric
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                           dtype=torch.float64)
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
 def _hue_rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """'Hue-lite': rotate the chroma plane of YIQ by ``turns`` of a full circle, one 3x3 matrix per image."""
     a = turns.double() * 2 * math.pi
-    rot = torch.zeros(len(x), 3, 3, dtype=torch.float64, device=x.device)
-    rot[:, 0, 0] = 1
-    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = a.cos(), -a.sin(), a.sin(), a.cos()
-    m = (_YIQ_TO_RGB.to(x.device) @ rot @ _RGB_TO_YIQ.to(x.device)).to(x.dtype)
+    one, zero, cos, sin = torch.ones_like(a), torch.zeros_like(a), a.cos(), a.sin()
+    rot = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)
+    m = _constant("yiq_to_rgb", x.device, rot.dtype) @ rot @ _constant("rgb_to_yiq", x.device, rot.dtype)
+    m = m.to(x.dtype)
     return torch.einsum("bij,bjhw->bihw", m, x)
 
 
@@ -155,7 +172,7 @@ def _hue_rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
 def color_jitter(config, brightness: float = 0.3, contrast: float = 0.3, saturation: float = 0.3,
                  hue: float = 0.05) -> Op:
     """Per-image factors in [1 - s, 1 + s]; ``hue`` is a fraction of a turn, as in torchvision."""
-    def op(x, g):
+    def op(x, g, host):
         n = len(x)
         x = (x * _per_image(_uniform(g, n, 1 - brightness, 1 + brightness))).clamp_(0, 1)
         mean = _gray(x).mean((2, 3), keepdim=True)
@@ -167,7 +184,7 @@ def color_jitter(config, brightness: float = 0.3, contrast: float = 0.3, saturat
 
 @AUGMENTATIONS.register("grayscale")
 def grayscale(config, p: float = 0.2) -> Op:
-    def op(x, g):
+    def op(x, g, host):
         return torch.where(_chance(g, len(x), p), _gray(x).expand_as(x), x)
     return op
 
@@ -177,7 +194,7 @@ def blur(config, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5) -> Op:
     """Gaussian blur with a random sigma per image, as one separable grouped convolution."""
     radius = math.ceil(3 * sigma[1])
 
-    def op(x, g):
+    def op(x, g, host):
         b, c, h, w = x.shape
         s = torch.where(_rand(g, b) < p, _uniform(g, b, *sigma), 1e-4)  # a tiny sigma is an exact identity kernel
         t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
@@ -194,7 +211,7 @@ def blur(config, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5) -> Op:
 def erasing(config, p: float = 0.5, area: tuple[float, float] = (0.02, 0.25),
             ratio: tuple[float, float] = (0.3, 3.3)) -> Op:
     """Random erasing: one rectangle per image (area fraction, aspect ratio h/w), filled with noise."""
-    def op(x, g):
+    def op(x, g, host):
         n = len(x)
         a = _uniform(g, n, *area)
         r = torch.exp(_uniform(g, n, math.log(ratio[0]), math.log(ratio[1])))
@@ -209,7 +226,7 @@ def erasing(config, p: float = 0.5, area: tuple[float, float] = (0.02, 0.25),
 def occlusion(config, glasses: float = 0.25, mask: float = 0.25) -> Op:
     """Synthetic sunglasses (a dark band across the eyes) and a face mask (a coloured band over the
     lower face), each with its own probability per image; positions assume roughly centred face crops."""
-    def op(x, g):
+    def op(x, g, host):
         n, _, h, w = x.shape
         eyes = _uniform(g, n, 0.32, 0.45)
         half = _uniform(g, n, 0.05, 0.09)
@@ -227,7 +244,7 @@ def occlusion(config, glasses: float = 0.25, mask: float = 0.25) -> Op:
 def lighting(config, strength: float = 0.5, gamma: float = 1.5) -> Op:
     """A linear brightness ramp in a random direction (gain 1 +- strength at the corners) after a
     random gamma in [1/gamma, gamma] (log-uniform)."""
-    def op(x, g):
+    def op(x, g, host):
         n, _, h, w = x.shape
         phi = _uniform(g, n, 0, 2 * math.pi)
         ys = torch.linspace(-1, 1, h, device=x.device)[None, :, None]
@@ -242,13 +259,13 @@ def lighting(config, strength: float = 0.5, gamma: float = 1.5) -> Op:
 @AUGMENTATIONS.register("autoaugment")
 def autoaugment(config, groups: int = 8) -> Op:
     """torchvision's ImageNet AutoAugment policy on uint8. One policy draw per group of images
-    (a few calls per batch, not one per image); its global-RNG draws are seeded from our generator."""
+    (a few calls per batch, not one per image); its global-RNG draws are seeded from our host generator."""
     from torchvision.transforms import v2
 
     policy = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
 
-    def op(x, g):
-        seeds = torch.randint(2 ** 62, (groups,), generator=g, device=g.device).tolist()
+    def op(x, g, host):
+        seeds = torch.randint(2 ** 62, (groups,), generator=host).tolist()
         u8 = x.mul(255).round_().to(torch.uint8)
         parts = []
         for seed, chunk in zip(seeds, u8.chunk(groups)):
@@ -261,8 +278,8 @@ def autoaugment(config, groups: int = 8) -> Op:
 
 # ---------------------------------------------------------------- mixing
 def _beta(alpha: float, u: float) -> float:
-    """A Beta(alpha, alpha) draw from a numpy generator seeded by ``u`` (uniform from our generator);
-    torch's Beta sampler takes no generator."""
+    """A Beta(alpha, alpha) draw from a numpy generator seeded by ``u`` (uniform from our host
+    generator); torch's Beta sampler takes no generator."""
     return float(np.random.default_rng(int(u * 2 ** 53)).beta(alpha, alpha))
 
 
@@ -276,9 +293,9 @@ def mixup(config) -> Op:
     alpha = config.mixup_alpha
     _check_alpha("mixup_alpha", alpha)
 
-    def op(x, g):
+    def op(x, g, host):
         perm = torch.randperm(len(x), generator=g, device=g.device)
-        lam = _beta(alpha, float(_rand(g, 1)))
+        lam = _beta(alpha, *_host_uniform(host, 1))
         return torch.lerp(x[perm], x, lam).clamp_(0, 1), (perm, lam)
     return op
 
@@ -289,10 +306,10 @@ def cutmix(config) -> Op:
     alpha = config.cutmix_alpha
     _check_alpha("cutmix_alpha", alpha)
 
-    def op(x, g):
+    def op(x, g, host):
         _, _, h, w = x.shape
         perm = torch.randperm(len(x), generator=g, device=g.device)
-        u, cy, cx = torch.rand(3, generator=g, device=g.device, dtype=torch.float64).tolist()   # one sync
+        u, cy, cx = _host_uniform(host, 3)
         cut = math.sqrt(1 - _beta(alpha, u))
         ch, cw = round(h * cut), round(w * cut)
         cy, cx = int(cy * h), int(cx * w)
@@ -329,11 +346,11 @@ def augment_names() -> list[str]:
     return [*PRESETS, *LOADER_OPS, *AUGMENTATIONS.names()]
 
 
-def _stream_seed(seed: int) -> int:
-    """A seed for augmentation's own stream: the trainer seeds torch's global generator with ``seed``
-    itself, and a second generator with the same seed would replay the same draws."""
-    # shift the Python int: numpy 1.x has no uint64 >> int
-    return int(np.random.SeedSequence((seed, 0xA06)).generate_state(1, np.uint64)[0]) >> 1
+def _stream_seed(seed: int, stream: int = 0) -> int:
+    """A seed for augmentation's own streams (0: device, 1: host): the trainer seeds torch's global
+    generator with ``seed`` itself, and a second generator with the same seed would replay the same draws."""
+    key = (seed, 0xA06) if stream == 0 else (seed, 0xA06, stream)   # stream 0 keeps its earlier seed
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]) >> 1   # numpy 1.x: no uint64 >> int
 
 
 class Augment:
@@ -346,7 +363,8 @@ class Augment:
         self.ops, self.mixers, self.seed, self.spec, self.flip = ops, mixers, seed, spec, flip
         self._generator: torch.Generator | None = None
         self._device: torch.device | None = None
-        self._pending: dict | None = None      # state loaded before the first batch named the device
+        self._pending: dict | None = None      # device state loaded before the first batch named the device
+        self.host = torch.Generator().manual_seed(_stream_seed(seed, 1))
 
     def __bool__(self) -> bool:
         return bool(self.ops or self.mixers)
@@ -365,20 +383,26 @@ class Augment:
             return x, None
         g = self.generator(x.device)
         for op in self.ops:
-            x = op(x, g)
+            x = op(x, g, self.host)
         if not self.mixers:
             return x, None
-        pick = int(torch.randint(len(self.mixers), (1,), generator=g, device=g.device)) if len(self.mixers) > 1 else 0
-        return self.mixers[pick](x, g)
+        pick = min(int(_host_uniform(self.host, 1)[0] * len(self.mixers)), len(self.mixers) - 1)
+        return self.mixers[pick](x, g, self.host)
 
     def state_dict(self) -> dict:
-        if self._generator is None:
-            return dict(self._pending or {})
-        return {"device": self._device.type, "state": self._generator.get_state()}
+        if not self:
+            return {}
+        device = dict(self._pending or {}) if self._generator is None else \
+            {"device": self._device.type, "state": self._generator.get_state()}
+        return {**device, "host": self.host.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Resume the random stream; a state saved on another device type restarts it from the seed."""
-        self._generator, self._pending = None, dict(state) if state else None
+        """Resume both random streams; a device state saved on another device type restarts that
+        stream from the seed (the host stream always resumes)."""
+        state = dict(state or {})
+        if "host" in state:
+            self.host.set_state(state.pop("host"))
+        self._generator, self._pending = None, state or None
 
     def __repr__(self) -> str:
         return f"Augment({self.spec!r}, seed={self.seed})"

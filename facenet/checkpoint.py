@@ -65,3 +65,39 @@ def load_partial(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tup
     module.load_state_dict(usable, strict=False)
     skipped = sorted(set(own) - set(usable))
     return sorted(usable), skipped
+
+
+# ---------------------------------------------------------------- random state
+def device_generator(device: torch.device) -> torch.Generator | None:
+    """The default generator of a CUDA ``device``; None elsewhere (the CPU's is saved anyway)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.init()   # the per-device generators exist once CUDA is initialised
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.default_generators[index]
+
+
+def rng_state(device: torch.device) -> dict:
+    """torch's CPU generator and the run's own device generator, not every GPU's by index: a run
+    resumed under another set of visible GPUs restores into the generator of the device it runs on."""
+    generator = device_generator(device)
+    return {"cpu": torch.get_rng_state(),
+            "device": {"type": device.type, "state": generator.get_state()} if generator is not None else {}}
+
+
+def restore_rng(state: dict | torch.Tensor, device: torch.device, legacy_cuda: list | None = None) -> None:
+    """Put back what ``rng_state`` saved; a device state saved on another device type is left out.
+
+    Checkpoints written before the per-device format hold the CPU state as a tensor and a list
+    of every visible GPU's state (``legacy_cuda``): its one entry is the run's own when the run
+    saw a single GPU (a worker's case); otherwise which one was the run's is unknown, and the
+    device generator keeps its seed.
+    """
+    if isinstance(state, torch.Tensor):
+        legacy = legacy_cuda or []
+        state = {"cpu": state, "device": {"type": "cuda", "state": legacy[0]} if len(legacy) == 1 else {}}
+    torch.set_rng_state(state["cpu"])
+    saved = state["device"]
+    generator = device_generator(device) if saved and saved["type"] == device.type else None
+    if generator is not None:
+        generator.set_state(saved["state"])

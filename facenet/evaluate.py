@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 
 from .data import PairList, cache_size, load_images
+from .devices import PinnedStaging, autocast_for
 from .errors import DataError
 from .transforms import ToFloat, center_crop, normalize_
 
@@ -23,27 +24,21 @@ def eer(labels: np.ndarray, scores: np.ndarray) -> float:
 
 @torch.no_grad()
 def embed(model: torch.nn.Module, images: np.ndarray, resolution: int, device: torch.device,
-          batch: int = 256, channels_last: bool = False) -> torch.Tensor:
-    """L2-normalised embeddings (N, D) of cached NHWC uint8 images, centre-cropped, in batches."""
+          batch: int = 256, channels_last: bool = False, amp: bool = True) -> torch.Tensor:
+    """L2-normalised embeddings (N, D) of cached NHWC uint8 images, centre-cropped, in batches;
+    under autocast when ``amp`` (as the run trained)."""
     was_training = model.training
     model.eval()
     out, to_float = [], ToFloat(channels_last)
+    # crops go through reused pinned buffers (the memmap is read-only, and pageable copies block)
+    staging = PinnedStaging(device, (min(batch, len(images)), resolution, resolution, 3))
     for start in range(0, len(images), batch):
-        crops = np.ascontiguousarray(center_crop(images[start:start + batch], resolution))   # a copy: the memmap is read-only
-        x = normalize_(to_float(torch.from_numpy(crops).to(device, non_blocking=True)))
-        with autocast_for(device):
+        x = normalize_(to_float(staging.to_device(center_crop(images[start:start + batch], resolution))))
+        with autocast_for(device, amp):
             e = model(x)
         out.append(F.normalize(e.float(), dim=1))
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
-
-
-def autocast_for(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA where supported, fp16 otherwise; a no-op on CPU (fp32 there)."""
-    if device.type != "cuda" or not enabled:
-        return torch.autocast("cpu", enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 def pair_scores(emb: torch.Tensor, pairs: PairList) -> np.ndarray:
@@ -65,13 +60,13 @@ class Verifier:
         self.images = images.array
 
     def scores(self, model: torch.nn.Module, device: torch.device, batch: int = 256,
-               channels_last: bool = False) -> np.ndarray:
-        emb = embed(model, self.images, self.resolution, device, batch, channels_last)
+               channels_last: bool = False, amp: bool = True) -> np.ndarray:
+        emb = embed(model, self.images, self.resolution, device, batch, channels_last, amp)
         return pair_scores(emb, self.pairs)
 
     def eer(self, model: torch.nn.Module, device: torch.device, batch: int = 256,
-            channels_last: bool = False) -> float:
-        return eer(self.pairs.labels, self.scores(model, device, batch, channels_last))
+            channels_last: bool = False, amp: bool = True) -> float:
+        return eer(self.pairs.labels, self.scores(model, device, batch, channels_last, amp))
 
 
 def write_scores(path: str | Path, scores: np.ndarray, pairs: PairList) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .data import Batch, ClassBalancedSampler
+from .devices import copy_done
 from .errors import DataError
 
 
@@ -39,20 +40,26 @@ class BatchLoader:
     """Iterates a sampler's batches as (uint8 NHWC crops, labels), cut up to ``2 * threads`` batches ahead.
 
     The contract that lets buffers be reused: a consumer is done with a batch (or has queued
-    its copy to the GPU) when it asks for the next. ``threads=0`` cuts in the calling thread.
+    its copy to ``device``) when it asks for the next. ``threads=0`` cuts in the calling thread.
+    On CUDA the buffers are pinned, and a slot is refilled only once the copy queued from it has
+    run; the slot refilled is the one given back a step earlier, whose copy was queued before the
+    step now running, so the cutting overlaps that step instead of waiting for it.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, sampler: ClassBalancedSampler, res: int,
-                 flip: float = 0.0, threads: int = 2, pin: bool = False):
+                 flip: float = 0.0, threads: int = 2, device: torch.device | str = "cpu"):
         if res > images.shape[1]:
             raise DataError(f"crop {res} px is larger than the cached images ({images.shape[1]} px)")
         with warnings.catch_warnings():   # torch warns that the memmap is read-only; nothing here writes to it
             warnings.simplefilter("ignore", UserWarning)
             self.images = torch.from_numpy(images)
-        self.labels, self.sampler, self.res, self.flip, self.pin = labels, sampler, res, flip, pin
+        self.device = torch.device(device)
+        self.pin = self.device.type == "cuda"
+        self.labels, self.sampler, self.res, self.flip = labels, sampler, res, flip
         shape = (sampler.batch_size * sampler.n_per_class, res, res, 3)
-        slots = 2 * threads + 1                        # one being consumed, two per thread being cut
-        self.ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=pin) for _ in range(slots)]
+        # one being consumed, one whose copy may still be in flight, two per thread being cut
+        slots = 2 * threads + 2
+        self.ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=self.pin) for _ in range(slots)]
         self.copied: list[torch.cuda.Event | None] = [None] * slots   # each slot's last copy to the GPU
         # One intra-op thread each: a copy of a whole crop is big enough for torch to split it over
         # an OpenMP team of the loader thread's own, which would contend with the training thread's.
@@ -82,16 +89,16 @@ class BatchLoader:
             if batch is not None:
                 pending.append((j % slots, self._submit(batch, j % slots)))
 
-        for _ in range(slots):
+        for _ in range(slots - 1):   # the last slot is filled once the first batch is given back
             submit()
         try:
             while pending:
                 slot, future = pending[0]
                 yield future.result()
                 pending.popleft()
-                if self.pin:   # the consumer has queued its copy of this slot on the current stream
-                    self.copied[slot] = torch.cuda.current_stream().record_event()
-                submit()       # into the slot just given back
+                if self.pin:   # the consumer has queued its copy of this slot on the device's current stream
+                    self.copied[slot] = copy_done(self.device)
+                submit()       # into the slot given back one step earlier
         finally:               # an abandoned epoch: let the threads finish before the slots are reused
             futures = [f for _, f in pending]
             for f in futures:

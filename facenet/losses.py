@@ -8,15 +8,16 @@ parameter cap). ``min_per_class`` says how many images of each identity a batch 
 Triplet losses work on L2-normalised embeddings with the squared Euclidean distance
 ``|a - b|^2 = 2 - 2 cos(a, b)`` (the course trainer's choice; ranking by it is ranking by cosine
 similarity), so margins live on a [0, 4] scale. Choosing triplets (mining) is separate from
-the loss: a miner maps a detached distance matrix and the labels to index tensors
-``(anchor, positive, negative)``, and ``triplet_margin_loss`` scores them. Mining draws from
-torch's global RNG (seeded by the trainer) unless given a generator.
+the loss: a miner maps a detached distance matrix and the labels to ``Triplets``, index tensors
+``(anchor, positive, negative)`` of a fixed length with a mask of those that count (no host
+read of their number), and ``triplet_margin_loss`` scores them. Mining draws from torch's
+global RNG (seeded by the trainer) unless given a generator.
 """
 from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,7 @@ from .registry import Registry
 
 LOSSES: Registry = Registry("loss")
 
-Triplets = tuple[Tensor, Tensor, Tensor]            # anchor, positive, negative indices
-Miner = Callable[..., Triplets]                     # (dist, labels, generator=None) -> Triplets
+Miner = Callable[..., "Triplets"]                   # (dist, labels, generator=None) -> Triplets
 
 COS_EPS = 1e-6    # cosines are clamped to [-1 + eps, 1 - eps] so sin(theta) and its gradient stay finite
 
@@ -134,53 +134,67 @@ class MarginSoftmax(nn.Module):
 
 
 # ---------------------------------------------------------------- triplets: mining
+# Miners work on fixed shapes: every (anchor, positive) cell of the batch grid is a candidate
+# triplet, and a mask says which count. Listing the valid pairs instead (torch.nonzero) would
+# make the host wait for the GPU to finish the batch every step just to learn their number.
+class Triplets(NamedTuple):
+    """Index tensors of equal length, and which of their triplets count."""
+    anchor: Tensor
+    positive: Tensor
+    negative: Tensor
+    valid: Tensor      # bool
+
+
 def squared_distances(x: Tensor) -> Tensor:
     """All pairwise squared Euclidean distances of L2-normalised rows: 2 - 2 cos."""
     return (2 - 2 * x @ x.T).clamp_min(0)
 
 
-def anchor_positive_pairs(labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Every ordered (anchor, positive) pair of distinct same-identity images whose anchor has at
-    least one other-identity image in the batch to serve as negative."""
-    same = labels[:, None] == labels[None, :]
-    has_negative = (~same).any(dim=1)
-    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    return torch.nonzero(same & ~eye & has_negative[:, None], as_tuple=True)
+def compact(t: Triplets) -> tuple[Tensor, Tensor, Tensor]:
+    """The valid triplets alone, as (anchor, positive, negative) index tensors in (anchor, positive)
+    order. Their number is data-dependent, so this reads the mask back: for inspection and tests."""
+    keep = t.valid.nonzero().squeeze(1)
+    return t.anchor[keep], t.positive[keep], t.negative[keep]
 
 
-def pick_uniform(allowed: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One column per row, uniformly among that row's True entries (each row needs one)."""
-    keys = torch.rand(allowed.shape, generator=generator, device=allowed.device)
-    return torch.where(allowed, keys, -1.0).argmax(dim=1)
-
-
-def rank_among(dist: Tensor, candidates: Tensor) -> Tensor:
-    """Rank (0 = nearest) of each candidate column by distance within its row; non-candidates last."""
-    masked = dist.masked_fill(~candidates, math.inf)
-    return masked.argsort(dim=1).argsort(dim=1)
+def _grid(b: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Flattened (anchor, positive) indices of the b x b grid, row-major."""
+    i = torch.arange(b, device=device)
+    return i.view(b, 1).expand(b, b).reshape(-1), i.view(1, b).expand(b, b).reshape(-1)
 
 
 def mine_triplets(dist: Tensor, labels: Tensor, hard_rank: int = 0, hard_prob: float = 0.0, margin: float = 0.0,
                   generator: torch.Generator | None = None) -> Triplets:
-    """One negative per (anchor, positive) pair among the other identities' images in the batch.
+    """One negative per (anchor, positive) pair of distinct same-identity images whose anchor has an
+    other-identity image in the batch, drawn among those images.
 
     With probability ``hard_prob`` the negative is hard: uniform among the ``hard_rank`` images
     nearest the anchor (0 acts as 1), or, for ``hard_rank < 0``, semi-hard: farther than the
     positive but within ``margin`` of it (uniform among all when none is). Otherwise uniform
     among all. ``hard_prob = 0`` is random-negative mining.
+
+    Each set is a run of consecutive entries of the anchor's negatives sorted by distance, so a
+    draw is one position in a [lo, hi) range of that sorted row: (B, B) work, no listing of sets.
     """
-    anchor, positive = anchor_positive_pairs(labels)
+    b, device = len(labels), dist.device
     other = labels[:, None] != labels[None, :]
-    candidates = other[anchor]
-    if hard_rank < 0:
-        row, d_ap = dist[anchor], dist[anchor, positive][:, None]
-        hard = candidates & (row > d_ap) & (row < d_ap + margin)
-        hard = torch.where(hard.any(dim=1, keepdim=True), hard, candidates)
+    eye = torch.eye(b, dtype=torch.bool, device=device)
+    n_other = other.sum(dim=1, keepdim=True)                                    # (B, 1)
+    valid = ~other & ~eye & (n_other > 0)
+    near, order = dist.masked_fill(~other, math.inf).sort(dim=1)      # negatives first, nearest first
+    if hard_rank < 0:   # cell (a, p): negatives with d_ap < d < d_ap + margin, from d_ap = dist[a, p]
+        band_lo = torch.searchsorted(near, dist.contiguous(), right=True)
+        band_hi = torch.searchsorted(near, (dist + margin).contiguous())
+        found = band_hi > band_lo
+        hard_lo, hard_hi = torch.where(found, band_lo, 0), torch.where(found, band_hi, n_other)
     else:
-        hard = (other & (rank_among(dist, other) < max(hard_rank, 1)))[anchor]
-    use_hard = torch.rand(len(anchor), generator=generator, device=dist.device) < hard_prob
-    negative = pick_uniform(torch.where(use_hard[:, None], hard, candidates), generator)
-    return anchor, positive, negative
+        hard_lo, hard_hi = torch.zeros_like(n_other), n_other.clamp(max=max(hard_rank, 1))
+    use_hard = torch.rand((b, b), generator=generator, device=device) < hard_prob
+    lo, hi = torch.where(use_hard, hard_lo, 0), torch.where(use_hard, hard_hi, n_other)
+    pick = lo + (torch.rand((b, b), generator=generator, device=device) * (hi - lo)).long()
+    pick = torch.minimum(pick, hi - 1).clamp_(0, b - 1)   # float rounding at the top; empty rows are masked
+    anchor, positive = _grid(b, device)
+    return Triplets(anchor, positive, order.gather(1, pick).reshape(-1), valid.reshape(-1))
 
 
 def mine_batch_hard(dist: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Triplets:
@@ -189,18 +203,26 @@ def mine_batch_hard(dist: Tensor, labels: Tensor, generator: torch.Generator | N
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     positives, negatives = same & ~eye, ~same
-    (anchor,) = torch.nonzero(positives.any(dim=1) & negatives.any(dim=1), as_tuple=True)
-    positive = dist.masked_fill(~positives, -math.inf).argmax(dim=1)[anchor]
-    negative = dist.masked_fill(~negatives, math.inf).argmin(dim=1)[anchor]
-    return anchor, positive, negative
+    anchor = torch.arange(len(labels), device=labels.device)
+    positive = dist.masked_fill(~positives, -math.inf).argmax(dim=1)
+    negative = dist.masked_fill(~negatives, math.inf).argmin(dim=1)
+    return Triplets(anchor, positive, negative, positives.any(dim=1) & negatives.any(dim=1))
 
 
 # ---------------------------------------------------------------- triplets: loss
-def triplet_margin_loss(x: Tensor, anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) -> Tensor:
-    """Mean of max(0, |a - p|^2 - |a - n|^2 + margin) over the triplets (0 when there are none)."""
-    d_ap = (x[anchor] - x[positive]).pow(2).sum(dim=1)
-    d_an = (x[anchor] - x[negative]).pow(2).sum(dim=1)
-    return F.relu(d_ap - d_an + margin).sum() / max(len(anchor), 1)
+def _triplet_terms(dist: Tensor, anchor: Tensor, positive: Tensor, negative: Tensor, margin: float,
+                   valid: Tensor | None) -> Tensor:
+    terms = F.relu(dist[anchor, positive] - dist[anchor, negative] + margin)
+    if valid is None:
+        return terms.sum() / max(len(anchor), 1)
+    return (terms * valid).sum() / valid.sum().clamp_min(1)   # a device tensor: no count read back
+
+
+def triplet_margin_loss(x: Tensor, anchor: Tensor, positive: Tensor, negative: Tensor, margin: float,
+                        valid: Tensor | None = None) -> Tensor:
+    """Mean of max(0, |a - p|^2 - |a - n|^2 + margin) over the (valid) triplets of L2-normalised
+    rows ``x`` (0 when there are none)."""
+    return _triplet_terms(squared_distances(x), anchor, positive, negative, margin, valid)
 
 
 class TripletLoss(nn.Module):
@@ -214,9 +236,9 @@ class TripletLoss(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         with fp32(embeddings.device):
-            x = F.normalize(embeddings.float())
-            triplets = self.miner(squared_distances(x.detach()), labels, generator=self.generator)
-            return triplet_margin_loss(x, *triplets, self.margin)
+            dist = squared_distances(F.normalize(embeddings.float()))
+            a, p, n, valid = self.miner(dist.detach(), labels, generator=self.generator)
+            return _triplet_terms(dist, a, p, n, self.margin, valid)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, miner={self.miner}"

@@ -46,7 +46,7 @@ def _read_only(folder: Path) -> bool:
 
 
 def check_device(name: str) -> None:
-    from .train import resolve_device
+    from .devices import resolve_device
 
     resolve_device(name)
 

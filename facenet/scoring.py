@@ -8,7 +8,7 @@ import numpy as np
 from .data import PairList
 from .evaluate import Verifier
 from .export import load_embedder
-from .train import resolve_device
+from .devices import resolve_device
 
 
 def score_pairs(model: str | Path, pairs: PairList, device: str = "auto", batch: int = 256,

@@ -21,8 +21,9 @@ from . import checkpoint
 from .augment import build_augment
 from .config import TrainConfig
 from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
+from .devices import amp_dtype, autocast_for, reset_compiler, resolve_device
 from .errors import ConfigError, DataError, NonFiniteLoss
-from .evaluate import Verifier, autocast_for, eer
+from .evaluate import Verifier, eer
 from .loader import BatchLoader
 from .losses import build_loss
 from .models import build_model, count_params
@@ -63,19 +64,6 @@ class RunResult:
 BEST_VAL_SCORES = "best_val_scores.npz"   # facenet.stats.ScoredPairs of the best epoch
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        n = torch.cuda.device_count()
-        if n == 0:
-            raise ConfigError(f"device {name!r}: no CUDA GPU is visible; use device=cpu or auto")
-        if (device.index or 0) >= n:
-            raise ConfigError(f"device {name!r}: only {n} GPU(s) visible (0..{n - 1})")
-    return device
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -89,8 +77,8 @@ class Trainer:
         self.config, self.log, self.progress = config, log, progress
         c = config
         check_runnable(c)   # a configuration that can never run fails before any data is read
+        self.device = resolve_device(c.device)   # first: CUDA state created from here on lands on this GPU
         seed_everything(c.seed)
-        self.device = resolve_device(c.device)
         self.run_dir = Path(c.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         c.save(self.run_dir / "config.json")
@@ -117,15 +105,18 @@ class Trainer:
         cuda = self.device.type == "cuda"
         self.augment = build_augment(c)
         self.loader = BatchLoader(images.array, self.train_set.labels, self.sampler, c.resolution, self.augment.flip,
-                                  c.workers, pin=cuda)
+                                  c.workers, device=self.device)
         self.channels_last = cuda and c.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.to_float = ToFloat(self.channels_last)
         self.optimizer = build_optimizer([self.model, self.criterion], c)
         self.scheduler = build_scheduler(self.optimizer, c, self.steps)
-        bf16 = cuda and torch.cuda.is_bf16_supported()
-        self.scaler = torch.amp.GradScaler("cuda") if cuda and c.amp and not bf16 else None
+        # fp16 autocast (GPUs without native bf16) needs loss scaling; bf16 and fp32 do not
+        fp16 = c.amp and amp_dtype(self.device) == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+        if c.compile:
+            reset_compiler()   # graphs of an earlier run in this process (the previous trial) go
         self.forward_model = torch.compile(self.model) if c.compile else self.model
         self.params = count_params(c)
         self.epoch, self.history = 0, []
@@ -151,9 +142,8 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "augment": self.augment.state_dict() if hasattr(self.augment, "state_dict") else {},
             "epoch": self.epoch, "history": self.history, "best_eer": self.best_eer, "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(),
-            # triplet mining draws on the embeddings' device: keep the CUDA generators too, for exact resumes
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            # triplet mining draws on the embeddings' device: its generator is saved too, for exact resumes
+            "bad_epochs": self.bad_epochs, "rng": checkpoint.rng_state(self.device),
             "config": self.config.to_dict(),
         }
 
@@ -168,11 +158,9 @@ class Trainer:
             self.augment.load_state_dict(s["augment"])
         self.epoch, self.history = s["epoch"], list(s["history"])
         self.best_eer, self.best_epoch, self.bad_epochs = s["best_eer"], s["best_epoch"], s["bad_epochs"]
-        torch.set_rng_state(s["rng"])
+        checkpoint.restore_rng(s["rng"], self.device, s.get("cuda_rng"))
         saved = self.run_dir / BEST_VAL_SCORES      # absent in runs checkpointed before it existed
         self.best_scores = ScoredPairs.load(saved) if saved.exists() else None
-        if s["cuda_rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(s["cuda_rng"])
 
     # ------------------------------------------------------------ loop
     def train_epoch(self) -> tuple[float, float]:
@@ -238,7 +226,7 @@ class Trainer:
             self.epoch += 1
             t0 = time.perf_counter()
             loss, speed = self.train_epoch()
-            scores = self.verifier.scores(self.model, self.device, c.eval_batch, self.channels_last)
+            scores = self.verifier.scores(self.model, self.device, c.eval_batch, self.channels_last, c.amp)
             val_eer = eer(self.verifier.pairs.labels, scores)
             result = EpochResult(self.epoch, c.epochs, loss, val_eer, self.epoch_lr,
                                  time.perf_counter() - t0, speed)
@@ -280,3 +268,5 @@ def fit(config: TrainConfig, on_epoch: Callable[[EpochResult], None] | None = No
         return trainer.run(on_epoch)
     finally:
         trainer.loader.close()   # a worker trains trial after trial: no idle threads left behind
+        if config.compile:
+            reset_compiler()     # nor compiled graphs holding this run's weights on the GPU

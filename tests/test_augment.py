@@ -157,3 +157,24 @@ def test_state_dict_resumes_the_random_stream():
     assert torch.equal(y, expected) and torch.equal(perm, perm2) and lam == lam2
     assert build_augment(TrainConfig(augment="none")).state_dict() == {}
     assert isinstance(a, Augment) and "aggressive" in repr(a)
+
+
+def test_host_draws_are_seeded_and_resume_even_on_another_device_type():
+    """Mixing weights, boxes and the choice of mixer come from the CPU generator in the state:
+    same seed, same draws; a resumed run continues them, also where the device stream restarts."""
+    config, x = TrainConfig(augment="mixup+cutmix", seed=5), batch(n=8, size=32)
+
+    def lams(a, n=6):
+        return [a(x, None)[1][1] for _ in range(n)]
+
+    a = build_augment(config)
+    assert lams(a) == lams(build_augment(config)) != lams(build_augment(config.replace(seed=6)))
+    state = a.state_dict()
+    assert set(state) == {"device", "state", "host"}
+    expected = lams(a)
+    b = build_augment(config)
+    b.load_state_dict(state)
+    assert lams(b) == expected
+    c = build_augment(config)
+    c.load_state_dict({**state, "device": "cuda"})   # saved on a GPU, resumed on CPU
+    assert lams(c) == expected

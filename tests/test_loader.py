@@ -44,7 +44,8 @@ def test_threads_cut_the_same_batches_in_order(threads):
     sampler = ClassBalancedSampler(LABELS, 3, 2, 100, seed=1)
     serial = epoch(BatchLoader(IMAGES, LABELS, sampler, 6, flip=0.5, threads=0))
     loader = BatchLoader(IMAGES, LABELS, sampler, 6, flip=0.5, threads=threads)
-    assert len(loader.ring) == 2 * threads + 1 and len(serial) == len(loader) == len(sampler) > 2 * threads + 1
+    assert len(loader.ring) == 2 * threads + 2
+    assert len(serial) == len(loader) == len(sampler) > 2 * threads + 2
     for (x, y), (sx, sy), batch in zip(epoch(loader), serial, sampler.batches()):
         assert torch.equal(x, sx) and torch.equal(y, sy)
         assert y.tolist() == LABELS[batch].tolist() and x.shape == (6, 6, 6, 3)
@@ -68,6 +69,25 @@ def test_buffers_are_reused_not_reallocated():
     loader = BatchLoader(IMAGES, LABELS, ClassBalancedSampler(LABELS, 3, 2, 100), 6, threads=1)
     pointers = {x.data_ptr() for x, _ in loader}
     assert pointers == {slot.data_ptr() for slot in loader.ring}
+    loader.close()
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_the_previous_batch_stays_intact_while_the_next_is_used(threads):
+    """What a GPU needs: a batch's copy to the device may still be running when the consumer takes
+    the next batch, so its slot must not be refilled before the batch after that is asked for.
+    (With one slot, or a refill of the slot just given back, the cut would overwrite it or wait
+    for the step just queued.) At least two slots whatever the thread count."""
+    sampler = ClassBalancedSampler(LABELS, 3, 2, 100, seed=3)
+    loader = BatchLoader(IMAGES, LABELS, sampler, 6, flip=0.5, threads=threads)
+    assert len(loader.ring) >= 2
+    previous = None
+    for x, y in loader:
+        if previous is not None:
+            held, copy = previous
+            assert torch.equal(held, copy)                  # not overwritten by the batch being cut
+            assert held.data_ptr() != x.data_ptr()
+        previous = (x, x.clone())
     loader.close()
 
 

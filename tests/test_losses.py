@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from facenet.config import TrainConfig
 from facenet.losses import (LOSSES, ArcMargin, MarginSoftmax, SoftmaxLoss, TripletLoss, WeightedSum, build_loss,
-                            mine_batch_hard, mine_triplets, squared_distances, triplet_margin_loss)
+                            compact, mine_batch_hard, mine_triplets, squared_distances, triplet_margin_loss)
 from facenet.registry import UnknownName
 
 DIM, CLASSES = 16, 10
@@ -213,7 +213,7 @@ def test_triplet_losses_match_reference_on_their_triplets(name):
     torch.manual_seed(7)
     value = loss(x, y)
     torch.manual_seed(7)
-    triplets = loss.miner(squared_distances(F.normalize(x)), y)
+    triplets = compact(loss.miner(squared_distances(F.normalize(x)), y))
     close(value, ref_triplet(x, triplets, 0.5))
 
 
@@ -222,7 +222,7 @@ def test_miner_matches_definition_on_random_batches(hard_rank, hard_prob):
     margin = 0.6
     for seed in range(3):
         x, y = batch(n_ids=4, per_class=3, seed=seed)
-        a, p, n = mine_triplets(squared_distances(F.normalize(x)), y, hard_rank, hard_prob, margin)
+        a, p, n = compact(mine_triplets(squared_distances(F.normalize(x)), y, hard_rank, hard_prob, margin))
         pairs = {(i, j) for i in range(len(y)) for j in range(len(y)) if i != j and y[i] == y[j]}
         assert set(zip(a.tolist(), p.tolist())) == pairs and len(a) == len(pairs)
         for ai, pi, ni in zip(a.tolist(), p.tolist(), n.tolist()):
@@ -233,7 +233,7 @@ def test_miner_matches_definition_on_random_batches(hard_rank, hard_prob):
 
 def test_batch_hard_matches_reference():
     x, y = batch(n_ids=4, per_class=3, seed=8)
-    a, p, n = mine_batch_hard(squared_distances(F.normalize(x)), y)
+    a, p, n = compact(mine_batch_hard(squared_distances(F.normalize(x)), y))
     e = [unit(r) for r in rows(x)]
     assert a.tolist() == list(range(len(y)))
     for i in range(len(y)):
@@ -256,7 +256,7 @@ HAND_NEAREST = [2, 2, 1, 1, 3, 3, 5, 5]
 
 
 def hand_mine(**kw):
-    return mine_triplets(squared_distances(HAND), HAND_LABELS, **kw)
+    return compact(mine_triplets(squared_distances(HAND), HAND_LABELS, **kw))
 
 
 def test_hard_rank_one_picks_the_most_similar_negative():
@@ -270,7 +270,8 @@ def test_random_negatives_cover_every_other_identity():
     g = torch.Generator().manual_seed(0)
     seen = {i: set() for i in range(8)}
     for _ in range(200):
-        a, _, n = mine_triplets(squared_distances(HAND), HAND_LABELS, hard_rank=1, hard_prob=0.0, generator=g)
+        triplets = mine_triplets(squared_distances(HAND), HAND_LABELS, hard_rank=1, hard_prob=0, generator=g)
+        a, _, n = compact(triplets)
         for ai, ni in zip(a.tolist(), n.tolist()):
             seen[ai].add(ni)
     assert all(seen[i] == {j for j in range(8) if HAND_LABELS[j] != HAND_LABELS[i]} for i in seen)
@@ -279,7 +280,7 @@ def test_random_negatives_cover_every_other_identity():
 def test_hard_prob_mixes_hard_and_uniform_draws():
     """hard_prob=0.5, hard_rank=1 picks the nearest with probability 0.5 + 0.5/6."""
     g = torch.Generator().manual_seed(1)
-    hits = sum((mine_triplets(squared_distances(HAND), HAND_LABELS, 1, 0.5, generator=g)[2]
+    hits = sum((compact(mine_triplets(squared_distances(HAND), HAND_LABELS, 1, 0.5, generator=g))[2]
                 == torch.tensor(HAND_NEAREST)).sum().item() for _ in range(250))
     assert abs(hits / 2000 - (0.5 + 0.5 / 6)) < 0.05
 
@@ -291,10 +292,10 @@ def test_semi_hard_picks_inside_the_margin_band():
     dist = squared_distances(x)
     g = torch.Generator().manual_seed(2)
     for _ in range(20):
-        a, p, n = mine_triplets(dist, y, hard_rank=-1, hard_prob=1.0, margin=1.5, generator=g)
+        a, p, n = compact(mine_triplets(dist, y, hard_rank=-1, hard_prob=1.0, margin=1.5, generator=g))
         assert n[(a == 0) & (p == 1)].tolist() == [4]
     # a band too thin to hold any negative falls back to uniform over all of them
-    picks = {mine_triplets(dist, y, -1, 1.0, 0.5, generator=g)[2][0].item() for _ in range(100)}
+    picks = {compact(mine_triplets(dist, y, -1, 1.0, 0.5, generator=g))[2][0].item() for _ in range(100)}
     assert picks == {2, 3, 4, 5}
 
 

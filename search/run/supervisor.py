@@ -14,6 +14,8 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from facenet.devices import worker_gpu_env
+
 from ..record import INTERRUPTED, WORKER
 from ..spec import StudySpec
 from ..storage import runs_root, storage_url
@@ -49,7 +51,7 @@ class Supervisor:
         self.next_id += 1
         env = tether_env(dict(os.environ, PYTHONUNBUFFERED="1"))   # the worker dies with this process
         if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(self.gpus[slot % len(self.gpus)])
+            env.update(worker_gpu_env(self.gpus[slot % len(self.gpus)]))   # through the parent's own mask
         elif "OMP_NUM_THREADS" not in os.environ:   # CPU workers share the cores instead of oversubscribing them
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
         timeout = [] if self.deadline is None else ["--timeout", str(max(1.0, self.deadline - time.time()))]
