@@ -1,7 +1,8 @@
 """Training batches from the decoded-image cache: random crops and mirrors cut by background threads.
 
-Each image's window is sliced out of the memmap on uint8 and copied into one of a ring of
-buffers that are reused batch after batch (pinned when the model is on CUDA). Threads,
+Each image's window is sliced out of the raw memmap (or its JPEG decoded whole, then cut: see
+``facenet.cache``) on uint8 and copied into one of a ring of buffers that are reused batch after
+batch (pinned when the model is on CUDA; on the GPU itself when the GPU decodes the JPEGs). Threads,
 not worker processes: the work is slicing and copying, which runs outside the GIL, while a
 process must hand each batch over in freshly mapped shared memory, and on 2 cores those
 page faults cost more than the cutting itself (benchmarks/README.md has the numbers).
@@ -10,7 +11,6 @@ training device (``facenet.transforms``, ``facenet.augment``).
 """
 from __future__ import annotations
 
-import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Iterator
@@ -18,21 +18,21 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .cache import CachedImages, as_images
 from .data import Batch, ClassBalancedSampler
 from .errors import DataError
 
 
-def cut(images: torch.Tensor, batch: Batch, res: int, flip: float, out: torch.Tensor) -> torch.Tensor:
+def cut(images: CachedImages, batch: Batch, res: int, flip: float, out: torch.Tensor) -> torch.Tensor:
     """Write each image's random ``res`` x ``res`` window, mirrored with probability ``flip``, into
-    ``out``; the draws come from ``batch.seed`` alone, so any thread, and a resumed run, cut alike."""
+    ``out``; the draws come from ``batch.seed`` alone, so any thread, a resumed run and every
+    cache format cut alike (the format decodes each image, or slices it from a memmap)."""
+    images = as_images(images)
     rng = np.random.default_rng(batch.seed)
     n = len(batch.indices)
     top, left = rng.integers(0, images.shape[1] - res + 1, (2, n))
     mirror = rng.random(n) < flip
-    for k, (i, t, l, m) in enumerate(zip(batch.indices.tolist(), top.tolist(), left.tolist(), mirror.tolist())):
-        window = images[i, t:t + res, l:l + res]
-        out[k] = window.flip(1) if m else window
-    return out[:n]
+    return images.cut(batch.indices, top, left, mirror, res, out)
 
 
 class BatchLoader:
@@ -42,17 +42,17 @@ class BatchLoader:
     its copy to the GPU) when it asks for the next. ``threads=0`` cuts in the calling thread.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, sampler: ClassBalancedSampler, res: int,
-                 flip: float = 0.0, threads: int = 2, pin: bool = False):
-        if res > images.shape[1]:
-            raise DataError(f"crop {res} px is larger than the cached images ({images.shape[1]} px)")
-        with warnings.catch_warnings():   # torch warns that the memmap is read-only; nothing here writes to it
-            warnings.simplefilter("ignore", UserWarning)
-            self.images = torch.from_numpy(images)
+    def __init__(self, images: CachedImages | np.ndarray, labels: np.ndarray, sampler: ClassBalancedSampler,
+                 res: int, flip: float = 0.0, threads: int = 2, pin: bool = False):
+        self.images = as_images(images)   # a bare uint8 (N, S, S, 3) array is a raw cache
+        if res > self.images.size:
+            raise DataError(f"crop {res} px is larger than the cached images ({self.images.size} px)")
         self.labels, self.sampler, self.res, self.flip, self.pin = labels, sampler, res, flip, pin
         shape = (sampler.batch_size * sampler.n_per_class, res, res, 3)
         slots = 2 * threads + 1                        # one being consumed, two per thread being cut
-        self.ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=pin) for _ in range(slots)]
+        on_cpu = self.images.device == "cpu"           # else the batches are decoded on the GPU itself
+        self.ring = [torch.empty(shape, dtype=torch.uint8, device=self.images.device,
+                                 pin_memory=pin and on_cpu) for _ in range(slots)]
         self.copied: list[torch.cuda.Event | None] = [None] * slots   # each slot's last copy to the GPU
         # One intra-op thread each: a copy of a whole crop is big enough for torch to split it over
         # an OpenMP team of the loader thread's own, which would contend with the training thread's.

@@ -28,7 +28,7 @@ def test_sampler_invariants(n_per_class, batch):
     for epoch in range(3):
         sampler.set_epoch(epoch)
         batches = sampler.batches()
-        assert batches, "no batch"
+        assert batches.ndim == 2 and len(batches) > 0, "no batch"
         used = np.concatenate(batches)
         assert len(used) == len(set(used.tolist())), "an image twice in one epoch"
         per_class = np.bincount(labels[used], minlength=40)
