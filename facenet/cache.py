@@ -340,9 +340,10 @@ class RawSink(Sink):
         else:
             _unlink(self.progress)
             self.bad = []
-            self.out = np.lib.format.open_memmap(self.part, mode="w+", dtype=np.uint8, shape=shape)
-            with open(self.part, "r+b") as f:
-                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            with open(self.part, "wb") as f:   # the .npy header, then every byte of the array reserved
+                np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+                os.posix_fallocate(f.fileno(), 0, f.tell() + int(np.prod(shape)))
+            self.out = np.lib.format.open_memmap(self.part, mode="r+")
 
     def encode(self, i: int) -> bool:
         image = decode_resized(self.root / self.paths[i], self.size)
