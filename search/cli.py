@@ -51,6 +51,30 @@ def data_synth(
     echo(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
 
+@data_app.command("check")
+def data_check(
+    root: Path = typer.Argument(..., help="A data set (train1/, val/ ...), one training folder or one pair list's."),
+    resolution: list[int] = typer.Option([224], "--resolution", "-r", help="Crop size to project caches for."),
+    keep_checkpoints: int = typer.Option(3, help="Trials whose checkpoints a study keeps (keep_checkpoints)."),
+    model: str = typer.Option("resnet18", help="Model whose checkpoint size is counted."),
+    cache_dir: str = typer.Option("", help="Cache folder (default: $FACESEARCH_CACHE or ~/.cache/facesearch)."),
+) -> None:
+    """Identities, images, unreadable files, pair lists; projected cache, checkpoint and free disk sizes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from facenet.config import TrainConfig
+    from facenet.datacheck import check_data
+
+    report = check_data(root, resolution, cache_dir, keep_checkpoints=keep_checkpoints,
+                        config=TrainConfig(model=model))
+    table = Table("set", "check", "value", title=f"data check of {root}")
+    for row in report.rows:
+        table.add_row(*row)
+    Console(width=max(120, Console().width)).print(table)
+    report.raise_if_unusable()
+
+
 # ------------------------------------------------------------------ train / score
 @app.command()
 def train(
