@@ -187,7 +187,8 @@ class BatchedJpeg(CachedImages):
         import torch
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        data = [torch.from_numpy(np.array(self.packed.encoded(i))) for i in indices.tolist()]   # copies: writable
+        # np.array: small writable copies (torch warns about tensors over the read-only memmap)
+        data = [torch.from_numpy(np.array(self.packed.encoded(i))) for i in indices.tolist()]
         hwc = torch.stack(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)).permute(0, 2, 3, 1)
         n, dev = len(indices), hwc.device
         span = torch.arange(res, device=dev)
@@ -341,7 +342,8 @@ class RawSink(Sink):
             _unlink(self.progress)
             self.bad = []
             with open(self.part, "wb") as f:   # the .npy header, then every byte of the array reserved
-                np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+                header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(f, header)
                 os.posix_fallocate(f.fileno(), 0, f.tell() + int(np.prod(shape)))
             self.out = np.lib.format.open_memmap(self.part, mode="r+")
 
@@ -571,7 +573,7 @@ def build(entry: Entry, fmt: str, root: Path, paths: Sequence[str], size: int, p
         sink = FORMATS.get(fmt).sink(entry, root, paths, size)
         resumed = sink.done
         with _Reporter(what, n, resumed, progress, log) as report, \
-                ThreadPoolExecutor(threads or os.cpu_count() or 2, "facenet-cache") as pool:   # PIL drops the GIL
+                ThreadPoolExecutor(threads or os.cpu_count() or 2, "facenet-cache") as pool:   # PIL frees GIL
             for first, results in _chunks(pool, sink.encode, resumed, n):
                 sink.commit(first, results)
                 report(first + len(results))
@@ -589,8 +591,8 @@ def build(entry: Entry, fmt: str, root: Path, paths: Sequence[str], size: int, p
         if full:
             free = free_bytes(entry.folder) / 1e9
             raise DataError(f"disk full while writing the {what} in {entry.folder} ({free:.1f} GB free); the "
-                            f"partial cache was removed: free space, lower cache_budget_gb (or {BUDGET_ENV}) so "
-                            f"the smaller jpeg format is used, or set cache_dir elsewhere") from None
+                            f"partial cache was removed: free space, lower cache_budget_gb (or {BUDGET_ENV}) "
+                            f"so the smaller jpeg format is used, or set cache_dir elsewhere") from None
         raise DataError(f"cannot write the {what} in {entry.folder} ({e.strerror or e}); set cache_dir or "
                         f"FACESEARCH_CACHE to a writable folder with free space") from None
 

@@ -191,7 +191,7 @@ class ClassBalancedSampler(torch.utils.data.Sampler):
         self.epoch = epoch
 
     def batches(self) -> np.ndarray:
-        """This epoch's plan: a row of dataset positions per batch (int64, batches x batch_size * n_per_class)."""
+        """This epoch's plan: one row of dataset positions per batch (int64, n x batch_size * n_per_class)."""
         if self._plan[0] != self.epoch:
             self._plan = (self.epoch, self._draw())
         return self._plan[1]

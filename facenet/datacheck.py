@@ -103,7 +103,9 @@ def probe_all(root: Path, paths: Sequence[str], threads: int) -> np.ndarray:
 
 
 def _spread(n: int, k: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
+    if not n:
+        return np.zeros(0, np.int64)
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -138,8 +140,8 @@ def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache_dir:
         return report
     train, lists = find_sets(root)
     if not train and not lists:
-        report.problem(str(root), f"{root}: no training folder (identity sub-folders of images) and no pair list "
-                                  f"(*.csv) found", fatal=True)
+        report.problem(str(root), f"{root}: no training folder (identity sub-folders of images) and no "
+                                  f"pair list (*.csv) found", fatal=True)
         return report
     sizes = {r: cache_size(r) for r in sorted(set(resolutions))}   # crop -> the size the cache stores
     projected: dict[tuple[int, str], float] = {}   # (size, format) -> bytes, over every set
@@ -170,8 +172,8 @@ def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache_dir:
         report.add(name, "pairs", f"{len(pairs):,} ({same:,} same person, {len(pairs) - same:,} different)")
         report.add(name, "unique images", f"{len(pairs.images):,} (each embedded once)")
         if same in (0, len(pairs)):
-            report.problem(name, f"{pair_file}: every pair has label {pairs.labels[0]}; an EER needs both labels "
-                                 f"(fine for a test list with dummy labels)")
+            report.problem(name, f"{pair_file}: every pair has label {pairs.labels[0]}; an EER needs both "
+                                 f"labels (fine for a test list with dummy labels)")
         _images(report, name, pair_file.parent, pairs.images, sizes, projected, folder, budget_gb, threads,
                 fatal=True)
     _disk(report, sizes, projected, folder, budget_gb, keep_checkpoints, config, n_classes)
@@ -224,8 +226,9 @@ def _disk(report: DataReport, sizes: dict[int, int], projected: dict, folder: Pa
                                            f"{config.n_out}, {config.loss}, {config.optimizer}) = {gb(kept)}")
     need = sum(projected.get((s, "auto"), 0.0) for s in set(sizes.values())) + kept
     verdict = "fits" if need <= free else "does NOT fit"
-    report.add("disk", "projected total", f"caches (auto, every size) + checkpoints = {gb(need)}: {verdict} in "
-                                          f"{gb(free)} free")
+    report.add("disk", "projected total",
+               f"caches (auto, every size) + checkpoints = {gb(need)}: {verdict} in {gb(free)} free")
     if need > free:
-        report.problem("disk", f"the caches and checkpoints need {gb(need)} but {gb(free)} is free at {folder}; "
-                               f"set a smaller cache_budget_gb (jpeg caches), fewer resolutions or keep_checkpoints")
+        report.problem("disk", f"the caches and checkpoints need {gb(need)} but {gb(free)} is free at "
+                               f"{folder}; set a smaller cache_budget_gb (jpeg caches), fewer resolutions or "
+                               f"keep_checkpoints")

@@ -51,7 +51,7 @@ def test_both_formats_cut_the_same_windows_for_the_same_seed(train1, tmp_path):
     raw = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="raw")
     packed = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="jpeg")
     assert isinstance(raw, RawImages) and isinstance(packed, PackedJpeg) and len(raw) == len(packed)
-    assert packed.data.nbytes < raw.array.nbytes   # at 37 px the JPEG headers weigh; the 224 px ratio: scale.py
+    assert packed.data.nbytes < raw.array.nbytes   # at 37 px JPEG headers weigh; 224 px figures: scale.py
     # the compression error itself, image by image, bounds the error of any window
     whole = np.abs(packed[0:len(packed)].astype(int) - raw.array).mean(axis=(1, 2, 3))
     assert whole.max() < 6, whole.max()
@@ -84,7 +84,8 @@ def test_batched_decoder_cuts_what_the_thread_decoder_cuts(train1, tmp_path):
 def test_loader_threads_decode_the_same_batches_as_the_serial_loader(train1, tmp_path):
     packed = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="jpeg")
     sampler = ClassBalancedSampler(train1.labels, 6, 2, 100, seed=4)
-    serial = [(x.clone(), y.clone()) for x, y in BatchLoader(packed, train1.labels, sampler, 32, 0.5, threads=0)]
+    serial = BatchLoader(packed, train1.labels, sampler, 32, 0.5, threads=0)
+    serial = [(x.clone(), y.clone()) for x, y in serial]
     loader = BatchLoader(packed, train1.labels, sampler, 32, 0.5, threads=2)
     threaded = [(x.clone(), y.clone()) for x, y in loader]
     loader.close()
@@ -146,9 +147,9 @@ cache.load_images(Path(sys.argv[2]), sys.argv[4].split(","), 37, sys.argv[3], fm
 def test_a_killed_build_resumes_where_it_stopped(train1, tmp_path, monkeypatch, fmt):
     folder = tmp_path / "cache"
     paths = list(train1.paths)
-    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_BUILD), fmt, str(train1.root), str(folder),
-                             ",".join(paths)], env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
-                            capture_output=True, text=True)
+    args = [fmt, str(train1.root), str(folder), ",".join(paths)]
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_BUILD), *args], timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
     assert not list(folder.glob("*.json")), "a killed build looks complete"
     assert len(entry_files(folder)) == 2   # the partial data and its progress record
@@ -166,7 +167,7 @@ def test_a_killed_build_resumes_where_it_stopped(train1, tmp_path, monkeypatch, 
 
 # ---------------------------------------------------------------- a full disk
 def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(train1, tmp_path, monkeypatch):
-    """The write that hits the full disk is simulated (a real one: the tmpfs test below, where mounting works)."""
+    """The write that hits the full disk is simulated (a real one: the tmpfs test below, where one mounts)."""
     writes = []
 
     def full_after_two(f, data):
@@ -191,7 +192,8 @@ def tiny_tmpfs(tmp_path):
     """A real 64 KiB file system, where this process may mount one (root with CAP_SYS_ADMIN)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -227,7 +229,8 @@ def test_default_cache_folder_is_the_users_keyed_by_the_dataset(tmp_path, monkey
 
 
 def tree_state(folder: Path) -> list[tuple[str, int, int]]:
-    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in folder.rglob("*"))
 
 
 def test_training_and_scoring_write_nothing_into_the_dataset(tiny_config, synth_data, tmp_path, monkeypatch):
@@ -248,7 +251,7 @@ def test_training_and_scoring_write_nothing_into_the_dataset(tiny_config, synth_
 
 def test_an_unwritable_cache_folder_is_one_line(train1, tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(DataError, match=r"cache folder .*file/c is not writable .* set cache_dir or FACESEARCH_CACHE"):
+    with pytest.raises(DataError, match=r"cache folder .*file/c is not writable .* set cache_dir"):
         load_images(train1.root, train1.paths, 37, tmp_path / "file" / "c")
 
 
@@ -291,8 +294,8 @@ def test_a_read_only_dataset_trains_and_scores(synth_data, tmp_path):
     xdg, runs = tmp_path / "xdg", tmp_path / "runs"
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(xdg), "OMP_NUM_THREADS": "1"}
     common = [f"val_path={data / 'val'}", f"train_path={data / 'train1'}", "resolution=32", "model=resnet_w",
-              "width=0.125", "n_out=32", "batch_size=8", "n_per_class=2", "epochs=1", "workers=0", "augment=none",
-              "device=cpu"]
+              "width=0.125", "n_out=32", "batch_size=8", "n_per_class=2", "epochs=1", "workers=0",
+              "augment=none", "device=cpu"]
 
     def train(*extra: str) -> list[str]:
         return ["train", *[a for kv in [*common, *extra] for a in ("--set", kv)]]
@@ -300,7 +303,8 @@ def test_a_read_only_dataset_trains_and_scores(synth_data, tmp_path):
     steps = [
         train(f"run_dir={runs / 'a'}"),
         ["chmod", "-R", "a-w", str(xdg)],   # a shared, prebuilt, read-only cache
-        ["score", str(runs / "a"), "--pairs", str(data / "val" / "val_pairs.csv"), "--out", str(tmp_path / "s.csv")],
+        ["score", str(runs / "a"), "--pairs", str(data / "val" / "val_pairs.csv"),
+         "--out", str(tmp_path / "s.csv")],
         train(f"run_dir={runs / 'b'}", f"cache_dir={data / 'cache'}"),
     ]
     subprocess.run(["chmod", "-R", "a-w", str(data)], check=True)
