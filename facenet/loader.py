@@ -96,7 +96,9 @@ class BatchLoader:
             futures = [f for _, f in pending]
             for f in futures:
                 f.cancel()
-            wait(futures)
+            # a cancelled future never runs, and after close() no thread would ever mark it done: wait()
+            # on it would block for good (an exception mid-epoch, then fit's close(), then this finally)
+            wait([f for f in futures if not f.cancelled()])
 
     def close(self) -> None:
         """Stop the threads once they finish what they are cutting."""
