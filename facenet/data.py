@@ -47,6 +47,11 @@ class Names(Sequence[str]):
             raise IndexError(i)
         return self.blob[self.offsets[i]:self.offsets[i + 1]].decode()
 
+    def __iter__(self):
+        blob, ends = self.blob, self.offsets.tolist()
+        for a, b in zip(ends, ends[1:]):
+            yield blob[a:b].decode()
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and len(self) == len(other) and all(map(str.__eq__, self, other))
 

@@ -181,7 +181,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(train1, 
     folder = tmp_path / "cache"
     with pytest.raises(DataError) as e:
         load_images(train1.root, train1.paths, 37, folder, fmt="jpeg")
-    assert "disk full" in str(e.value) and "\n" not in str(e.value) and "cache_budget_gb" in str(e.value)
+    assert "disk full" in str(e.value) and "\n" not in str(e.value) and "partial cache was removed" in str(e.value)
     assert entry_files(folder) == [], "partial files left behind"
     monkeypatch.undo()
     assert load_images(train1.root, train1.paths, 37, folder, fmt="jpeg").format == "jpeg"
