@@ -266,8 +266,8 @@ def worker_memory(a, work: Path, folder: IdentityFolder, pairs_file: Path, r: di
             raise SystemExit(f"the worker at {n} images failed (exit {proc.returncode})")
         rss[n] = json.loads(out.strip().splitlines()[-1])
         print(f"worker at {n:,} images ({a.score_res} px, jpeg cache built in {built[n]:.1f} s): anonymous "
-              f"memory {rss[n]['anon']:.0f} MB, mapped file pages {rss[n]['file']:.0f} MB after {a.rss_steps} "
-              f"steps", flush=True)
+              f"memory {rss[n]['anon']:.0f} MB, mapped file pages {rss[n]['file']:.0f} MB after "
+              f"{a.rss_steps} steps", flush=True)
     small, large = sizes[0], sizes[min(1, len(sizes) - 1)]
     r["rss_growth"], r["rss_sizes"] = rss[large]["anon"] / rss[small]["anon"], (small, large)
     print(f"  anonymous memory at {large:,} / at {small:,} images: {r['rss_growth']:.3f}", flush=True)
