@@ -53,11 +53,11 @@ def data_synth(
 
 @data_app.command("check")
 def data_check(
-    root: Path = typer.Argument(..., help="A data set (train1/, val/ ...), a training or a pair-list folder."),
-    resolution: list[int] = typer.Option([224], "--resolution", "-r", help="Crop size to project caches for."),
+    root: Path = typer.Argument(..., help="A data set (train1/, val/ ...), a training or pair-list folder."),
+    resolution: list[int] = typer.Option([224], "--resolution", "-r", help="Crop size (repeatable)."),
     keep_checkpoints: int = typer.Option(3, help="Trials whose checkpoints a study keeps."),
     model: str = typer.Option("resnet18", help="Model whose checkpoint size is counted."),
-    cache_dir: str = typer.Option("", help="Cache folder (default $FACESEARCH_CACHE or ~/.cache/facesearch)."),
+    cache_dir: str = typer.Option("", help="Cache folder (default: $FACESEARCH_CACHE, ~/.cache/facesearch)."),
 ) -> None:
     """Identities, images, unreadable files, pair lists; projected cache, checkpoint and free disk sizes."""
     from rich.console import Console
