@@ -23,7 +23,9 @@ class TrainConfig:
     val_path: str = "data/val"               # root that val_list paths are relative to
     val_list: str = "val_pairs.csv"          # relative to val_path unless absolute
     resolution: int = 224                    # crop size; images are resized to res*256/224 first
-    cache_dir: str = ""                      # decoded-image cache; "" = <dataset>/.facesearch-cache
+    cache_dir: str = ""                      # decoded-image cache; "" = $FACESEARCH_CACHE, else ~/.cache/...
+    cache_format: str = "auto"               # raw | jpeg | auto: raw when it fits the budget (facenet.cache)
+    cache_budget_gb: float = 0.0             # most one cache may take; 0: $FACESEARCH_CACHE_BUDGET or free/2
     max_val_pairs: int = 0                   # 0 = all pairs
     # --- model ---
     model: str = "resnet18"

@@ -1,25 +1,20 @@
-"""Identity folders, pair lists, the decoded-image cache, and the course's batch sampler.
+"""Identity folders, pair lists and the course's batch sampler (the decoded cache is ``facenet.cache``).
 
-Images are decoded and resized once per (dataset, size) into a memory-mapped uint8 array
-(N, S, S, 3) that every later run, and every concurrent worker process, reads directly.
-``facenet.loader`` cuts each image's random crop (and mirror) out of it, on uint8.
+Everything per image is held in numpy arrays (paths in one UTF-8 buffer, labels, the epoch's
+batch plan), never in one Python object per image: 500,000 images cost a few index arrays.
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from .cache import CachedImages, default_cache_dir, load_images  # noqa: F401  (re-exported)
 from .errors import DataError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -31,12 +26,51 @@ def cache_size(resolution: int) -> int:
 
 
 # ---------------------------------------------------------------- listing
+class Names(Sequence[str]):
+    """Many strings in one UTF-8 buffer plus an offset array: no Python object per entry."""
+
+    def __init__(self, items: Iterable[str] = ()):
+        encoded = [s.encode() for s in items]
+        self.blob = b"".join(encoded)
+        self.offsets = np.zeros(len(encoded) + 1, np.int64)
+        np.cumsum([len(e) for e in encoded], out=self.offsets[1:])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Names(self[j] for j in range(*i.indices(len(self))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.blob[self.offsets[i]:self.offsets[i + 1]].decode()
+
+    def __iter__(self):
+        blob, ends = self.blob, self.offsets.tolist()
+        for a, b in zip(ends, ends[1:]):
+            yield blob[a:b].decode()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(map(str.__eq__, self, other))
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(self[i]) for i in range(min(3, len(self))))
+        return f"Names([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
+
+
+def _image_files(folder: str) -> list[str]:
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS)
+
+
 @dataclass
 class IdentityFolder:
     """A training set: one sub-folder per identity; labels index the sorted names."""
 
     root: Path
-    paths: list[str]             # relative to root
+    paths: Names                 # relative to root
     labels: np.ndarray           # int64, one per path
     classes: list[str]
 
@@ -45,17 +79,23 @@ class IdentityFolder:
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"{root}: training folder does not exist (expected one sub-folder per identity)")
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        with os.scandir(root) as it:
+            classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
         if not classes:
             raise DataError(f"{root}: no identity sub-folders found (expected e.g. {root}/id00012/00001.jpg)")
-        paths, labels = [], []
-        for label, name in enumerate(classes):
-            files = sorted(f.name for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_EXTS)
-            if not files:
-                raise DataError(f"{root / name}: identity folder holds no .jpg/.png images; remove it or add images")
-            paths += [f"{name}/{f}" for f in files]
-            labels += [label] * len(files)
-        return cls(root, paths, np.asarray(labels, dtype=np.int64), classes)
+        counts = np.zeros(len(classes), np.int64)
+
+        def paths():
+            for label, name in enumerate(classes):
+                files = _image_files(os.path.join(root, name))
+                if not files:
+                    raise DataError(f"{root / name}: identity folder holds no .jpg/.png images; "
+                                    f"remove it or add images")
+                counts[label] = len(files)
+                yield from (f"{name}/{f}" for f in files)
+
+        names = Names(paths())
+        return cls(root, names, np.repeat(np.arange(len(classes), dtype=np.int64), counts), classes)
 
 
 @dataclass
@@ -66,8 +106,16 @@ class PairList:
     labels: np.ndarray           # int64 0/1
     left: np.ndarray             # index into ``images`` per pair
     right: np.ndarray
-    images: list[str]            # unique relative paths, each embedded once
-    lines: list[tuple[str, str, str]] = field(repr=False, default_factory=list)
+    images: Sequence[str]        # unique relative paths, each embedded once
+
+    @property
+    def lines(self) -> list[tuple[str, str, str]]:
+        """The (label, path1, path2) of every pair, as in the file (built on demand, for writing scores)."""
+        return [(str(l), self.images[a], self.images[b])
+                for l, a, b in zip(self.labels.tolist(), self.left.tolist(), self.right.tolist())]
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
     @classmethod
     def read(cls, root: str | Path, pair_file: str | Path, limit: int = 0) -> "PairList":
@@ -107,100 +155,8 @@ class PairList:
             labels=np.array([int(l) for l, _, _ in lines], dtype=np.int64),
             left=np.array([index[a] for _, a, _ in lines], dtype=np.int64),
             right=np.array([index[b] for _, _, b in lines], dtype=np.int64),
-            images=list(index),
-            lines=lines,
+            images=Names(index),
         )
-
-
-# ---------------------------------------------------------------- decoded-image cache
-def _decode(path: Path, size: int) -> np.ndarray | None:
-    """Decode, resize the shorter side to ``size`` and centre-crop square; None if unreadable."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = size / min(w, h)
-            nw, nh = max(size, round(w * s)), max(size, round(h * s))
-            im = im.resize((nw, nh), Image.BILINEAR)
-            left, top = (nw - size) // 2, (nh - size) // 2
-            return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
-        return None
-
-
-@dataclass
-class DecodedImages:
-    """Images of one list at one size, as a read-only memmap, plus the ones that failed to decode."""
-
-    array: np.ndarray            # (N, S, S, 3) uint8 memmap
-    bad: list[int]               # indices of unreadable files
-    path: Path
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-
-def default_cache_dir(root: Path) -> Path:
-    return Path(os.environ.get("FACESEARCH_CACHE", "")) if os.environ.get("FACESEARCH_CACHE") else root / ".facesearch-cache"
-
-
-def load_images(root: str | Path, rel_paths: list[str], size: int, cache_dir: str | Path = "",
-                progress: bool = False) -> DecodedImages:
-    """The decoded cache of ``rel_paths`` under ``root`` at ``size``; built once, then reused.
-
-    The file name carries a hash of the list and of every file's size and mtime, so a
-    changed file means a new cache (older ones of the same list and size are deleted).
-    A lock file makes concurrent workers wait for one builder instead of all decoding.
-    """
-    root = Path(root)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(root)
-    list_key = hashlib.sha1(("\n".join(rel_paths) + f"|{root.resolve()}").encode()).hexdigest()[:12]
-    h = hashlib.sha1()
-    for p in rel_paths:
-        st = (root / p).stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    stem = f"{list_key}-{size}"
-    final = cache_dir / f"{stem}-{h.hexdigest()[:12]}.npy"
-    meta = final.with_suffix(".json")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / f"{stem}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)   # other processes wait here while one builds
-        if not (final.exists() and meta.exists()):
-            for old in cache_dir.glob(f"{stem}-*"):
-                old.unlink(missing_ok=True)
-            bad = _build(root, rel_paths, size, final, progress)
-            tmp = meta.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"bad": bad, "n": len(rel_paths), "size": size, "root": str(root)}))
-            os.replace(tmp, meta)
-    bad = json.loads(meta.read_text())["bad"]
-    return DecodedImages(np.load(final, mmap_mode="r"), bad, final)
-
-
-def _build(root: Path, rel_paths: list[str], size: int, final: Path, progress: bool) -> list[int]:
-    tmp = final.with_name(final.name + f".tmp{os.getpid()}.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rel_paths), size, size, 3))
-    bad = []
-
-    def work(i: int) -> None:
-        img = _decode(root / rel_paths[i], size)
-        if img is None:
-            bad.append(i)
-            out[i] = 0
-        else:
-            out[i] = img
-
-    indices = range(len(rel_paths))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:   # PIL decodes without the GIL
-        it = pool.map(work, indices)
-        if progress and len(rel_paths) > 500:
-            from rich.progress import track
-            it = track(it, total=len(rel_paths), description=f"decoding {root.name} at {size}px", transient=True)
-        for _ in it:
-            pass
-    out.flush()
-    del out
-    os.replace(tmp, final)
-    return sorted(bad)
 
 
 # ---------------------------------------------------------------- sampler
@@ -234,29 +190,41 @@ class ClassBalancedSampler(torch.utils.data.Sampler):
         order = np.argsort(self.labels, kind="stable")
         bounds = np.searchsorted(self.labels[order], np.arange(self.n_classes + 1))
         self.by_class = [indices[order[bounds[c]:bounds[c + 1]]] for c in range(self.n_classes)]
+        self._plan: tuple[int | None, np.ndarray] = (None, np.zeros((0, 0), np.int64))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def batches(self) -> list[np.ndarray]:
+    def batches(self) -> np.ndarray:
+        """This epoch's plan: one row of dataset positions per batch (int64, n x batch_size * n_per_class)."""
+        if self._plan[0] != self.epoch:
+            self._plan = (self.epoch, self._draw())
+        return self._plan[1]
+
+    def _draw(self) -> np.ndarray:
+        # The random draws, and so the batches, are those of the first (list-of-groups) version:
+        # one permutation per identity in label order, then one over all groups.
         rng = np.random.default_rng([self.seed, self.epoch])
-        k, groups, owner = self.n_per_class, [], []
+        k, width = self.n_per_class, self.batch_size * self.n_per_class
+        kept, counts = [], np.zeros(self.n_classes, np.int64)
         for c, idx in enumerate(self.by_class):
             idx = rng.permutation(idx)[: self.max_img_per_cls]
-            n = len(idx) // k
-            groups += [idx[i * k:(i + 1) * k] for i in range(n)]
-            owner += [c] * n
-        batches, current, seen = [], [], set()
-        for g in rng.permutation(len(groups)):
-            c = owner[g]
+            counts[c] = len(idx) // k
+            kept.append(idx[: counts[c] * k])
+        groups = np.concatenate(kept).astype(np.int64, copy=False).reshape(-1, k) if kept else \
+            np.zeros((0, k), np.int64)
+        order = rng.permutation(len(groups))
+        chosen, filled, seen = np.empty(len(order), np.int64), 0, set()
+        for g, c in zip(order.tolist(), np.repeat(np.arange(self.n_classes), counts)[order].tolist()):
             if c in seen:
                 continue   # the course drops a group whose identity is already in the batch
-            current.append(groups[g])
+            chosen[filled] = g
+            filled += 1
             seen.add(c)
-            if len(current) == self.batch_size:
-                batches.append(np.concatenate(current))
-                current, seen = [], set()
-        return batches   # an incomplete last batch is dropped
+            if len(seen) == self.batch_size:
+                seen = set()
+        n = filled // self.batch_size   # an incomplete last batch is dropped
+        return groups[chosen[: n * self.batch_size]].reshape(n, width)
 
     def __iter__(self):
         for i, idx in enumerate(self.batches()):
@@ -266,7 +234,10 @@ class ClassBalancedSampler(torch.utils.data.Sampler):
         return len(self.batches())
 
 
-def readable(images: DecodedImages, folder: IdentityFolder) -> np.ndarray:
+DecodedImages = CachedImages   # the name before the jpeg format
+
+
+def readable(images: CachedImages, folder: IdentityFolder) -> np.ndarray:
     """Training skips unreadable images (with a warning each): the indices of the readable ones."""
     keep = np.ones(len(folder.paths), dtype=bool)
     for i in images.bad:

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 
-from .data import PairList, cache_size, load_images
+from .cache import CachedImages, load_images
+from .data import PairList, cache_size
 from .devices import PinnedStaging, autocast_for
 from .errors import DataError
 from .transforms import ToFloat, center_crop, normalize_
@@ -23,7 +25,7 @@ def eer(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def embed(model: torch.nn.Module, images: np.ndarray, resolution: int, device: torch.device,
+def embed(model: torch.nn.Module, images: np.ndarray | CachedImages, resolution: int, device: torch.device,
           batch: int = 256, channels_last: bool = False, amp: bool = True) -> torch.Tensor:
     """L2-normalised embeddings (N, D) of cached NHWC uint8 images, centre-cropped, in batches;
     under autocast when ``amp`` (as the run trained)."""
@@ -51,13 +53,16 @@ def pair_scores(emb: torch.Tensor, pairs: PairList) -> np.ndarray:
 class Verifier:
     """A pair list with its images decoded once; scores any model against it."""
 
-    def __init__(self, pairs: PairList, resolution: int, cache_dir: str | Path = "", progress: bool = False):
+    def __init__(self, pairs: PairList, resolution: int, cache_dir: str | Path = "", progress: bool = False,
+                 cache_format: str = "auto", cache_budget_gb: float = 0.0,
+                 log: Callable[[str], None] | None = None):
         self.pairs, self.resolution = pairs, resolution
-        images = load_images(pairs.root, pairs.images, cache_size(resolution), cache_dir, progress)
+        images = load_images(pairs.root, pairs.images, cache_size(resolution), cache_dir, progress, cache_format,
+                             cache_budget_gb, log)
         if images.bad:   # evaluation refuses unreadable images instead of guessing
             names = ", ".join(str(pairs.root / pairs.images[i]) for i in images.bad[:3])
             raise DataError(f"unreadable image(s) in {pairs.root}: {names}; replace them or drop their pairs")
-        self.images = images.array
+        self.images = images   # slices of it are uint8 NHWC arrays, decoded if the format is jpeg
 
     def scores(self, model: torch.nn.Module, device: torch.device, batch: int = 256,
                channels_last: bool = False, amp: bool = True) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Training batches from the decoded-image cache: random crops and mirrors cut by background threads.
 
-Each image's window is sliced out of the memmap on uint8 and copied into one of a ring of
-buffers that are reused batch after batch (pinned when the model is on CUDA). Threads,
+Each image's window is sliced out of the raw memmap (or its JPEG decoded whole, then cut: see
+``facenet.cache``) on uint8 and copied into one of a ring of buffers that are reused batch after
+batch (pinned when the model is on CUDA; on the GPU itself when the GPU decodes the JPEGs). Threads,
 not worker processes: the work is slicing and copying, which runs outside the GIL, while a
 process must hand each batch over in freshly mapped shared memory, and on 2 cores those
 page faults cost more than the cutting itself (benchmarks/README.md has the numbers).
@@ -10,7 +11,6 @@ training device (``facenet.transforms``, ``facenet.augment``).
 """
 from __future__ import annotations
 
-import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Iterator
@@ -18,22 +18,22 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .cache import CachedImages, as_images
 from .data import Batch, ClassBalancedSampler
 from .devices import copy_done
 from .errors import DataError
 
 
-def cut(images: torch.Tensor, batch: Batch, res: int, flip: float, out: torch.Tensor) -> torch.Tensor:
+def cut(images: CachedImages, batch: Batch, res: int, flip: float, out: torch.Tensor) -> torch.Tensor:
     """Write each image's random ``res`` x ``res`` window, mirrored with probability ``flip``, into
-    ``out``; the draws come from ``batch.seed`` alone, so any thread, and a resumed run, cut alike."""
+    ``out``; the draws come from ``batch.seed`` alone, so any thread, a resumed run and every
+    cache format cut alike (the format decodes each image, or slices it from a memmap)."""
+    images = as_images(images)
     rng = np.random.default_rng(batch.seed)
     n = len(batch.indices)
     top, left = rng.integers(0, images.shape[1] - res + 1, (2, n))
     mirror = rng.random(n) < flip
-    for k, (i, t, l, m) in enumerate(zip(batch.indices.tolist(), top.tolist(), left.tolist(), mirror.tolist())):
-        window = images[i, t:t + res, l:l + res]
-        out[k] = window.flip(1) if m else window
-    return out[:n]
+    return images.cut(batch.indices, top, left, mirror, res, out)
 
 
 class BatchLoader:
@@ -43,23 +43,24 @@ class BatchLoader:
     its copy to ``device``) when it asks for the next. ``threads=0`` cuts in the calling thread.
     On CUDA the buffers are pinned, and a slot is refilled only once the copy queued from it has
     run; the slot refilled is the one given back a step earlier, whose copy was queued before the
-    step now running, so the cutting overlaps that step instead of waiting for it.
+    step now running, so the cutting overlaps that step instead of waiting for it. A cache that
+    decodes on the GPU itself fills buffers that already live there.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, sampler: ClassBalancedSampler, res: int,
-                 flip: float = 0.0, threads: int = 2, device: torch.device | str = "cpu"):
-        if res > images.shape[1]:
-            raise DataError(f"crop {res} px is larger than the cached images ({images.shape[1]} px)")
-        with warnings.catch_warnings():   # torch warns that the memmap is read-only; nothing here writes to it
-            warnings.simplefilter("ignore", UserWarning)
-            self.images = torch.from_numpy(images)
+    def __init__(self, images: CachedImages | np.ndarray, labels: np.ndarray, sampler: ClassBalancedSampler,
+                 res: int, flip: float = 0.0, threads: int = 2, device: torch.device | str = "cpu"):
+        self.images = as_images(images)   # a bare uint8 (N, S, S, 3) array is a raw cache
+        if res > self.images.size:
+            raise DataError(f"crop {res} px is larger than the cached images ({self.images.size} px)")
         self.device = torch.device(device)
-        self.pin = self.device.type == "cuda"
+        on_cpu = self.images.device == "cpu"           # else the batches are decoded on the GPU itself
+        self.pin = self.device.type == "cuda" and on_cpu
         self.labels, self.sampler, self.res, self.flip = labels, sampler, res, flip
         shape = (sampler.batch_size * sampler.n_per_class, res, res, 3)
         # one being consumed, one whose copy may still be in flight, two per thread being cut
         slots = 2 * threads + 2
-        self.ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=self.pin) for _ in range(slots)]
+        self.ring = [torch.empty(shape, dtype=torch.uint8, device=self.images.device, pin_memory=self.pin)
+                     for _ in range(slots)]
         self.copied: list[torch.cuda.Event | None] = [None] * slots   # each slot's last copy to the GPU
         # One intra-op thread each: a copy of a whole crop is big enough for torch to split it over
         # an OpenMP team of the loader thread's own, which would contend with the training thread's.
@@ -103,7 +104,9 @@ class BatchLoader:
             futures = [f for _, f in pending]
             for f in futures:
                 f.cancel()
-            wait(futures)
+            # a cancelled future never runs, and after close() no thread would ever mark it done: wait()
+            # on it would block for good (an exception mid-epoch, then fit's close(), then this finally)
+            wait([f for f in futures if not f.cancelled()])
 
     def close(self) -> None:
         """Stop the threads once they finish what they are cutting."""

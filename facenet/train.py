@@ -20,7 +20,8 @@ import torch
 from . import checkpoint
 from .augment import build_augment
 from .config import TrainConfig
-from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
+from .cache import load_images
+from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, readable
 from .devices import amp_dtype, autocast_for, reset_compiler, resolve_device
 from .errors import ConfigError, DataError, NonFiniteLoss
 from .evaluate import Verifier, eer
@@ -84,11 +85,12 @@ class Trainer:
         c.save(self.run_dir / "config.json")
 
         self.train_set = IdentityFolder.scan(c.train_path)
-        images = load_images(self.train_set.root, self.train_set.paths, cache_size(c.resolution), c.cache_dir, progress)
+        images = load_images(self.train_set.root, self.train_set.paths, cache_size(c.resolution), c.cache_dir,
+                             progress, c.cache_format, c.cache_budget_gb, log)
         good = readable(images, self.train_set)
         self.skipped = len(self.train_set.paths) - len(good)
         self.verifier = Verifier(PairList.read(c.val_path, c.val_list, c.max_val_pairs), c.resolution, c.cache_dir,
-                                 progress)
+                                 progress, c.cache_format, c.cache_budget_gb, log)
         self.val_identities = pair_identities(self.verifier.pairs)
         self.best_scores: ScoredPairs | None = None
 
@@ -104,8 +106,8 @@ class Trainer:
             raise DataError(f"{c.train_path}: too few images for one batch of {batch} identities x {c.n_per_class}")
         cuda = self.device.type == "cuda"
         self.augment = build_augment(c)
-        self.loader = BatchLoader(images.array, self.train_set.labels, self.sampler, c.resolution, self.augment.flip,
-                                  c.workers, device=self.device)
+        self.loader = BatchLoader(images.for_device(self.device), self.train_set.labels, self.sampler, c.resolution,
+                                  self.augment.flip, c.workers, device=self.device)
         self.channels_last = cuda and c.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -1,6 +1,7 @@
 """Shared fixtures: a small synthetic face set, a tiny training config, and a real PostgreSQL server."""
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -17,6 +18,12 @@ from facenet.config import TrainConfig
 # For the worker processes the tests start: the supervisor leaves a set OMP_NUM_THREADS alone, and
 # two workers with two OpenMP threads each on 2 cores spin at each other's barriers (epochs 100x slower).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Decoded-image caches that a test does not place itself go to a throwaway folder, never to the
+# user's ~/.cache (worker processes inherit this); tests that need other settings set their own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="facesearch-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
+for _name in ("FACESEARCH_CACHE", "FACESEARCH_CACHE_BUDGET"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

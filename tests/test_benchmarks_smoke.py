@@ -10,10 +10,10 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["loader.py", "evaluate.py", "constraint.py"])
+@pytest.mark.parametrize("script", ["loader.py", "evaluate.py", "constraint.py", "scale.py"])
 def test_quick_run_ends_with_ratio(script: str) -> None:
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True,
-                          timeout=120, cwd=BENCHMARKS.parent)
+                          timeout=300, cwd=BENCHMARKS.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("ratio: ") and last.split()[1].endswith("x"), done.stdout

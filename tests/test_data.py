@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facenet.data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
+from facenet.data import (ClassBalancedSampler, IdentityFolder, Names, PairList, cache_size, load_images,
+                          readable)
 from facenet.errors import DataError
 
 
@@ -28,7 +29,7 @@ def test_sampler_invariants(n_per_class, batch):
     for epoch in range(3):
         sampler.set_epoch(epoch)
         batches = sampler.batches()
-        assert batches, "no batch"
+        assert batches.ndim == 2 and len(batches) > 0, "no batch"
         used = np.concatenate(batches)
         assert len(used) == len(set(used.tolist())), "an image twice in one epoch"
         per_class = np.bincount(labels[used], minlength=40)
@@ -65,6 +66,52 @@ def test_sampler_batches_carry_their_seed():
     batches = list(s)
     assert [b.seed for b in batches] == [(3, 2, i) for i in range(len(batches))]
     assert all((b.indices == ref).all() for b, ref in zip(batches, s.batches()))
+
+
+def reference_batches(sampler: ClassBalancedSampler) -> list[np.ndarray]:
+    """The first, list-of-groups version of the plan, kept as the reference of the vectorised one."""
+    rng = np.random.default_rng([sampler.seed, sampler.epoch])
+    k, groups, owner = sampler.n_per_class, [], []
+    for c, idx in enumerate(sampler.by_class):
+        idx = rng.permutation(idx)[: sampler.max_img_per_cls]
+        n = len(idx) // k
+        groups += [idx[i * k:(i + 1) * k] for i in range(n)]
+        owner += [c] * n
+    batches, current, seen = [], [], set()
+    for g in rng.permutation(len(groups)):
+        if owner[g] in seen:
+            continue
+        current.append(groups[g])
+        seen.add(owner[g])
+        if len(current) == sampler.batch_size:
+            batches.append(np.concatenate(current))
+            current, seen = [], set()
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sampler_plan_is_the_reference_plan(seed):
+    """Same seed, same batches as before the plan became one array: runs resume and reproduce alike."""
+    rng = np.random.default_rng(seed)
+    n_ids = int(rng.integers(3, 60))
+    labels = rng.integers(0, n_ids, int(rng.integers(20, 800)))
+    keep = np.sort(rng.choice(len(labels), int(len(labels) * 0.9), replace=False))
+    sampler = ClassBalancedSampler(labels, int(rng.integers(1, n_ids + 1)), int(rng.integers(1, 4)),
+                                   int(rng.integers(1, 40)), seed=seed, indices=keep)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        plan, ref = sampler.batches(), reference_batches(sampler)
+        assert plan.dtype == np.int64 and len(plan) == len(ref)
+        assert all((row == r).all() for row, r in zip(plan, ref))
+
+
+def test_names_hold_paths_in_one_buffer():
+    items = ["id00000/00000.jpg", "idé/ü.png", ""]
+    names = Names(items)
+    assert len(names) == 3 and list(names) == items and names == items and names[-2] == "idé/ü.png"
+    assert names[1:] == items[1:] and isinstance(names.blob, bytes) and names.offsets.dtype == np.int64
+    with pytest.raises(IndexError):
+        names[3]
 
 
 # ---------------------------------------------------------------- listing and pairs

@@ -16,7 +16,7 @@ from offline_wheels import NODE_HAS, closure, is_pure, project_requirements  # n
 def test_wheel_list_is_what_the_project_needs_beyond_the_nodes_torch():
     found = closure(project_requirements())
     # what an offline node with its own torch typically lacks, and what the study needs
-    assert {"optuna", "alembic", "colorlog", "optuna-dashboard", "sqlalchemy", "typer", "rich"} <= set(found)
+    assert {"optuna", "alembic", "colorlog", "sqlalchemy", "typer", "rich"} <= set(found)
     assert not NODE_HAS & set(found) and not any(n.startswith(("nvidia-", "triton")) for n in found)
     for name, (version, pure) in found.items():
         assert md.version(name) == version and pure == is_pure(md.distribution(name))

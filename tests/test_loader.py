@@ -94,3 +94,18 @@ def test_the_previous_batch_stays_intact_while_the_next_is_used(threads):
 def test_refuses_a_crop_larger_than_the_cache():
     with pytest.raises(DataError, match="larger than the cached images"):
         BatchLoader(IMAGES, LABELS, ClassBalancedSampler(LABELS, 3, 2, 100), 9)
+
+
+def test_an_epoch_abandoned_after_close_does_not_hang():
+    """What an exception in a training step leaves: an epoch suspended mid-way, fit()'s close(), then the
+    epoch's generator closed; cancelled futures must not be waited for (no thread is left to run them)."""
+    import threading
+
+    loader = BatchLoader(IMAGES, LABELS, ClassBalancedSampler(LABELS, 3, 2, 100), 6, threads=2)
+    batches = iter(loader)
+    next(batches)
+    loader.close()
+    closer = threading.Thread(target=batches.close, daemon=True)
+    closer.start()
+    closer.join(timeout=60)
+    assert not closer.is_alive(), "closing the abandoned epoch hangs"

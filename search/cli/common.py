@@ -7,7 +7,7 @@ import typer
 
 app = typer.Typer(help="Tune face-embedding training with Optuna studies. Add --debug anywhere for tracebacks.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Data sets: synthesise faces.", no_args_is_help=True)
+data_app = typer.Typer(help="Data sets: synthesise faces, check a data set before a study.", no_args_is_help=True)
 study_app = typer.Typer(help="Run and inspect Optuna studies.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(study_app, name="study")

@@ -23,3 +23,25 @@ def data_synth(
     summary = synthesize(out, identities=identities, images_per_identity=images_per_identity, size=size, seed=seed,
                          progress=sys.stderr.isatty())
     echo(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+@data_app.command("check")
+def data_check(
+    root: Path = typer.Argument(..., help="A data set (train1/, val/ ...), a training or pair-list folder."),
+    resolution: list[int] = typer.Option([224], "--resolution", "-r", help="Crop size (repeatable)."),
+    keep_checkpoints: int = typer.Option(3, help="Trials whose checkpoints a study keeps."),
+    model: str = typer.Option("resnet18", help="Model whose checkpoint size is counted."),
+    cache_dir: str = typer.Option("", help="Cache folder (default: $FACESEARCH_CACHE, ~/.cache/facesearch)."),
+) -> None:
+    """Identities, images, unreadable files, pair lists; projected cache, checkpoint and free disk sizes."""
+    from rich.console import Console
+
+    from facenet.config import TrainConfig
+    from facenet.datacheck import check_data
+
+    from ..view.status import data_check_table
+
+    report = check_data(root, resolution, cache_dir, keep_checkpoints=keep_checkpoints,
+                        config=TrainConfig(model=model))
+    Console(width=max(120, Console().width)).print(data_check_table(report.rows, root))
+    report.raise_if_unusable()

@@ -198,3 +198,11 @@ def builtin_table() -> Table:
     for s in builtin_json():
         table.add_row(s["name"], s["description"])
     return table
+
+
+def data_check_table(rows: list[tuple[str, str, str]], root) -> Table:
+    """``facenet.datacheck`` rows: one line per set and check."""
+    table = Table("set", "check", "value", title=f"data check of {root}")
+    for row in rows:
+        table.add_row(*row)
+    return table
