@@ -27,7 +27,6 @@ import torch
 
 from common import face_set, parse, parser, sync, temp_dir
 from facenet.config import TrainConfig
-from facenet.data import cache_size
 from facenet.devices import amp_dtype, resolve_device
 from facenet.train import Trainer
 
