@@ -2,7 +2,8 @@
 
 Ours: the decoded-image cache (memmap) + ClassBalancedSampler + facenet.loader.BatchLoader
 (2 persistent threads cutting each image's random crop and flip on uint8 into reused buffers,
-pinned on CUDA), then the batched float conversion + normalisation that facenet.train runs. Theirs: torchvision ImageFolder with
+pinned on CUDA), then the batched float conversion + normalisation that facenet.train runs.
+Theirs: torchvision ImageFolder with
 PIL open + Resize(256*res/224) + RandomCrop(res) + RandomHorizontalFlip + ToTensor +
 Normalize per image, a DataLoader with 2 workers. Same resolution, batch size and number
 of batches; the one-off cache build is reported separately. Target: ratio >= 3.

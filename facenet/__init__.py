@@ -7,7 +7,8 @@ from importlib import import_module
 
 _EXPORTS = {
     "TrainConfig": "config", "fit": "train", "EpochResult": "train", "RunResult": "train",
-    "ConfigError": "errors", "NonFiniteLoss": "errors", "DataError": "errors", "UserError": "errors", "build_model": "models", "count_params": "models",
+    "ConfigError": "errors", "NonFiniteLoss": "errors", "DataError": "errors", "UserError": "errors",
+    "build_model": "models", "count_params": "models",
     "EerInterval": "stats", "ScoredPairs": "stats", "eer_interval": "stats", "compare_eers": "stats",
 }
 __all__ = list(_EXPORTS)

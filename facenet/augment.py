@@ -331,8 +331,8 @@ def _expand(spec: str) -> list[tuple[str, dict[str, Any]]]:
         elif name in AUGMENTATIONS or name in LOADER_OPS:
             ops.append((name, {}))
         else:
-            raise UnknownName(f"unknown augmentation {name!r}{did_you_mean(name, augment_names())}; presets: {', '.join(PRESETS)}; "
-                              f"ops: {', '.join([*LOADER_OPS, *AUGMENTATIONS.names()])}")
+            raise UnknownName(f"unknown augmentation {name!r}{did_you_mean(name, augment_names())}; "
+                              f"presets: {', '.join(PRESETS)}; ops: {', '.join([*LOADER_OPS, *AUGMENTATIONS.names()])}")
     return ops
 
 

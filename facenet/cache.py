@@ -590,7 +590,7 @@ def build(entry: Entry, fmt: str, root: Path, paths: Sequence[str], size: int, p
             _unlink(*(entry.file(fmt, part) for part in FORMATS.get(fmt).parts))
         if full:
             free = free_bytes(entry.folder) / 1e9
-            smaller = f"use the smaller jpeg format (cache_format=jpeg, or a lower cache_budget_gb), " \
+            smaller = "use the smaller jpeg format (cache_format=jpeg, or a lower cache_budget_gb), " \
                 if fmt == "raw" else ""
             raise DataError(f"disk full while writing the {what} in {entry.folder} ({free:.1f} GB free); the "
                             f"partial cache was removed: free space, {smaller}or set cache_dir or "

@@ -141,9 +141,11 @@ def model_card(card: dict) -> str:
         f"| architecture | {card['architecture']} (width {card['width']}) |",
         f"| embedding size | {card['n_out']} |",
         f"| loss | {card['loss']} |",
-        f"| parameters (cap rule) | {card['parameters']:,} of {card['cap']:,} ({'fits' if card['fits_cap'] else 'OVER the cap'}) |",
+        f"| parameters (cap rule) | {card['parameters']:,} of {card['cap']:,} "
+        f"({'fits' if card['fits_cap'] else 'OVER the cap'}) |",
         f"| val EER | {eer} (epoch {card.get('epoch')}) |",
-        f"| trained on | {card['train_path']}" + (f" (from {card['initial_model']})" if card.get("initial_model") else "") + " |",
+        f"| trained on | {card['train_path']}"
+        + (f" (from {card['initial_model']})" if card.get("initial_model") else "") + " |",
         f"| validated on | {card['val_path']} |",
         f"| input | RGB, {card['resolution']}x{card['resolution']}, ImageNet mean/std |",
     ]

@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .cache import load_images
 from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, readable
 from .devices import amp_dtype, autocast_for, reset_compiler, resolve_device
-from .errors import ConfigError, DataError, NonFiniteLoss
+from .errors import DataError, NonFiniteLoss
 from .evaluate import Verifier, eer
 from .loader import BatchLoader
 from .losses import build_loss
@@ -100,7 +100,8 @@ class Trainer:
         batch = min(c.batch_size, n_classes)
         if batch < c.batch_size:
             self.log(f"batch_size {c.batch_size} > {n_classes} identities in {c.train_path}: using {batch}")
-        self.sampler = ClassBalancedSampler(self.train_set.labels, batch, c.n_per_class, c.max_img_per_cls, c.seed, good)
+        self.sampler = ClassBalancedSampler(self.train_set.labels, batch, c.n_per_class, c.max_img_per_cls, c.seed,
+                                            good)
         self.steps = len(self.sampler)
         if self.steps == 0:
             raise DataError(f"{c.train_path}: too few images for one batch of {batch} identities x {c.n_per_class}")
@@ -132,7 +133,8 @@ class Trainer:
             self.resumed_from = self.epoch
             self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
         elif c.initial_model:
-            loaded, skipped = checkpoint.load_partial(self.model, checkpoint.model_state(checkpoint.load(c.initial_model)))
+            weights = checkpoint.model_state(checkpoint.load(c.initial_model))
+            loaded, skipped = checkpoint.load_partial(self.model, weights)
             self.log(f"initial weights from {c.initial_model}: {len(loaded)} tensors loaded, {len(skipped)} skipped"
                      + (f" ({', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''})" if skipped else ""))
 
@@ -199,7 +201,8 @@ class Trainer:
         c, dev = self.config, self.device
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         x, mix = self.augment(self.to_float(x), y)
-        x = normalize_(x).contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = normalize_(x).contiguous(memory_format=layout)
         with autocast_for(dev, c.amp):
             emb = self.forward_model(x)
         emb = emb.float()   # losses compute in fp32 (margins on clamped cosines)

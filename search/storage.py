@@ -84,7 +84,8 @@ def _open_rdb(url: str) -> optuna.storages.RDBStorage:
                            f"install it with: pip install 'facesearch[db]'") from None
     except Exception as e:   # sqlalchemy's OperationalError, ArgumentError, ...
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        raise StorageError(f"cannot reach storage {redact(url)}: {reason}; check the URL and that the server is up") from None
+        raise StorageError(f"cannot reach storage {redact(url)}: {reason}; "
+                           f"check the URL and that the server is up") from None
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

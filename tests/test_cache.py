@@ -16,7 +16,6 @@ import torch
 
 from facenet import cache
 from facenet.cache import BatchedJpeg, PackedJpeg, RawImages, default_cache_dir, load_images
-from facenet.config import TrainConfig
 from facenet.data import Batch, ClassBalancedSampler, IdentityFolder, PairList, cache_size
 from facenet.errors import ConfigError, DataError
 from facenet.loader import BatchLoader, cut

@@ -100,8 +100,9 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
 
     images = normalize_(ToFloat()(torch.from_numpy(np.array(center_crop(cached, res))))).numpy()
     np.save(tmp_path / "x.npy", images)
-    out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_FACESEARCH, str(finished["bundle"]), str(tmp_path / "x.npy"),
-                          str(tmp_path / "ts.npy"), str(tmp_path / "onnx.npy")], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_FACESEARCH, str(finished["bundle"]),
+                          str(tmp_path / "x.npy"), str(tmp_path / "ts.npy"), str(tmp_path / "onnx.npy")],
+                         capture_output=True, text=True,
                          cwd=tmp_path)   # cwd away from the repo: nothing of facesearch on sys.path by accident
     assert out.returncode == 0, out.stderr
     model, _ = load_embedder(Path(finished["record"]["best_pt"]), torch.device("cpu"))
@@ -144,7 +145,8 @@ def test_score_cli_accepts_bundle_and_checkpoint(finished, tmp_path):
     outputs = {}
     for name, model in (("bundle", finished["bundle"]), ("ckpt", finished["record"]["best_pt"])):
         out = subprocess.run([sys.executable, "-m", "search.cli", "score", str(model), "--pairs", str(pairs),
-                              "--out", str(tmp_path / f"{name}.txt"), "--device", "cpu"], capture_output=True, text=True)
+                              "--out", str(tmp_path / f"{name}.txt"), "--device", "cpu"],
+                             capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert "EER" in out.stdout
         outputs[name] = (tmp_path / f"{name}.txt").read_text().splitlines()

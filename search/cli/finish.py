@@ -51,7 +51,8 @@ def export(
         provenance = {"study": info["study"], "trial": info["trial"]}
     card = export_bundle(run, out, parse_count(cap), provenance)
     echo(f"wrote {out}: model.ts, model.onnx, config.json, MODEL_CARD.md "
-         f"({card['parameters']:,} parameters, val EER {card['val_eer']:.2f}%, ONNX max diff {card['onnx_max_abs_diff']:.1e})")
+         f"({card['parameters']:,} parameters, val EER {card['val_eer']:.2f}%, "
+         f"ONNX max diff {card['onnx_max_abs_diff']:.1e})")
 
 
 @app.command()
@@ -67,7 +68,8 @@ def quickstart(
     r = run_quickstart(out, workers, log=print if live else log_line, live=live)
     t = r["timings"]
     echo("")
-    echo(f"quickstart done in {t['total']:.0f}s (data {t['data']:.0f}s, study {t['study']:.0f}s, retrain {t['retrain']:.0f}s)")
+    echo(f"quickstart done in {t['total']:.0f}s (data {t['data']:.0f}s, study {t['study']:.0f}s, "
+         f"retrain {t['retrain']:.0f}s)")
     echo(f"  best trial {r['best_trial']}: search val EER {r['search_val_eer']:.2f}%, retrained val EER "
          f"{r['val_eer']:.2f}%, test EER {r['test_eer']:.2f}%")
     for key, label in (("data", "synthetic faces"), ("storage", "study storage"), ("run", "retrained run"),

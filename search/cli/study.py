@@ -29,7 +29,8 @@ def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[i
 def study_run(
     spec_path: Path = typer.Argument(..., metavar="STUDY", help="Study spec file, or a built-in study's name."),
     workers: int = typer.Option(1, help="Worker processes on this machine."),
-    gpus: Optional[str] = typer.Option(None, help="GPU indices, e.g. 0,1,2,3: one worker per GPU (overrides --workers)."),
+    gpus: Optional[str] = typer.Option(None, help="GPU indices, e.g. 0,1,2,3: one worker per GPU "
+                                                  "(overrides --workers)."),
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
     timeout: Timeout = None,
     storage: Storage = None,

@@ -19,8 +19,8 @@ from facenet.errors import did_you_mean
 
 from .components import PRUNERS, SAMPLER_NEEDS, SAMPLERS, build_pruner, grid_space, parse_component
 from .reader import SCALARS, Reader, expand, kind_of, read_yaml
-from .schema import DATA_FIELDS, DEFAULT_CAP, DEFAULT_MAX_FAILURES, DependencyCycle, FromSpec, ParamSpec, SpecError, StudySpec, \
-    dependency_order, on_step
+from .schema import (DATA_FIELDS, DEFAULT_CAP, DEFAULT_MAX_FAILURES, DependencyCycle, FromSpec, ParamSpec,
+                     SpecError, StudySpec, dependency_order, on_step)
 from .units import parse_duration, parse_count
 
 TOP_KEYS = ("name", "description", "data", "fixed", "space", "sampler", "pruner", "constraint", "budget",
