@@ -13,17 +13,23 @@ from .errors import CheckpointError
 
 def save_atomic(obj: Any, path: str | Path) -> None:
     """Write to a temporary file and rename, so the previous checkpoint survives a failed write."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     buffer = io.BytesIO()
     torch.save(obj, buffer)   # serialise first: a plain file write reports a full disk as ENOSPC
+    write_atomic(path, buffer.getbuffer(), "checkpoint")
+
+
+def write_atomic(path: str | Path, data: bytes | memoryview, what: str = "file") -> None:
+    """Write ``data`` to a temporary file and rename it into place: no reader sees half a file, and a full
+    disk leaves no debris, only a one-line ``CheckpointError``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
+            f.write(data)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
+        raise CheckpointError(f"cannot write {what} {path}: {e.strerror or e}; "
                               f"free disk space or choose a writable run folder") from None
 
 

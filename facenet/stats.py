@@ -40,14 +40,13 @@ trials are comparable and a paired comparison needs nothing else.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, DataError
+from .errors import DataError
 from .evaluate import eer
 
 N_RESAMPLES = 1000
@@ -122,18 +121,12 @@ class ScoredPairs:
 
     def save(self, path: str | Path) -> None:
         """Atomic ``.npz`` (13 bytes a pair): no reader sees half a file, a full disk leaves no debris."""
-        path = Path(path)
+        from .checkpoint import write_atomic   # torch comes with it: only a run that saves needs it
+
         buffer = io.BytesIO()
         np.savez(buffer, labels=self.labels.astype(np.int8), scores=self.scores,
                  left_ids=self.left_ids.astype(np.int32), right_ids=self.right_ids.astype(np.int32))
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            tmp.write_bytes(buffer.getbuffer())
-            os.replace(tmp, path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise CheckpointError(f"cannot write {path}: {e.strerror or e}; free disk space or choose a "
-                                  f"writable run folder") from None
+        write_atomic(path, buffer.getbuffer(), "val scores")
 
     @classmethod
     def load(cls, path: str | Path) -> "ScoredPairs":

@@ -19,7 +19,7 @@ from facenet.preflight import check_cache, check_data, check_device, check_writa
 
 from ..spec import SpecError, StudySpec, apply_from, smallest_param_count, unrunnable_point
 from ..spec.schema import DATA_FIELDS
-from ..spec.space import points_over
+from ..spec.space import distinct_configs
 from ..storage import StorageError, is_database, open_storage, redact, runs_root, storage_url
 
 # the fields whose every value the space can draw is checked: where the data is, the device, the cache
@@ -70,13 +70,7 @@ def check_gpus(gpus: list[int]) -> None:
 
 def check_runs(spec: StudySpec, url: str | None, device: str = "auto") -> None:
     """The device, data and cache of every value the space gives those fields; the runs folder."""
-    base, seen = spec.base_config(), set()
-    for point in points_over(spec, CHECKED_FIELDS):
-        config = base.replace(**point)
-        key = tuple(getattr(config, f) for f in CHECKED_FIELDS)
-        if key in seen:
-            continue
-        seen.add(key)
+    for _, config in distinct_configs(spec, CHECKED_FIELDS):
         check_device(device if device != "auto" else config.device)
         check_data(config)
         check_cache(config)

@@ -80,6 +80,17 @@ def points_over(spec: StudySpec, fields: tuple[str, ...]) -> Iterator[dict[str, 
     return itertools.islice(_points(spec.space, names, spec.fixed, False), MAX_COMBOS)
 
 
+def distinct_configs(spec: StudySpec, fields: tuple[str, ...]) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(point, config) for each combination ``points_over`` gives whose ``fields`` differ from those seen."""
+    base, seen = spec.base_config(), set()
+    for point in points_over(spec, fields):
+        config = base.replace(**point)
+        key = tuple(getattr(config, f) for f in fields)
+        if key not in seen:
+            seen.add(key)
+            yield point, config
+
+
 def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
     """The smallest parameter count the space reaches, and the params (shaping ones and what enables them)
     that reach it. Continuous ranges count at their endpoints; at most ``MAX_COMBOS`` models are built."""
@@ -115,13 +126,7 @@ def unrunnable_point(spec: StudySpec) -> tuple[dict[str, Any], ConfigError] | No
 
     if not _needed(spec.space, RUNNABLE_FIELDS):
         return None
-    base, seen = spec.base_config(), set()
-    for point in points_over(spec, RUNNABLE_FIELDS):
-        config = base.replace(**point)
-        key = tuple(getattr(config, f) for f in RUNNABLE_FIELDS)
-        if key in seen:
-            continue
-        seen.add(key)
+    for point, config in distinct_configs(spec, RUNNABLE_FIELDS):
         try:
             check_runnable(config)
         except ConfigError as e:
