@@ -70,7 +70,13 @@ def cache_folders(config: TrainConfig) -> list[Path]:
 
 def check_cache(config: TrainConfig) -> None:
     for folder in cache_folders(config):
-        check_writable(folder, "cache folder", "set FACESEARCH_CACHE (or cache_dir) to a writable folder")
+        _check_cache_folder(folder)
+
+
+def _check_cache_folder(folder: str | Path) -> None:
+    if Path(folder).is_dir():   # may hold a complete cache, read without writing (a shared, prebuilt one);
+        return                  # a cache that must be built there says so in one line when it starts
+    check_writable(folder, "cache folder", "set FACESEARCH_CACHE (or cache_dir) to a writable folder")
 
 
 def check_run(config: TrainConfig, run_dir: bool = True) -> None:
@@ -125,8 +131,7 @@ def check_scoring(pair_root: str | Path, out: str | Path, device: str, cache_dir
     from .data import default_cache_dir
 
     check_device(device)
-    check_writable(Path(cache_dir) if str(cache_dir) else default_cache_dir(Path(pair_root)), "cache folder",
-                   "set FACESEARCH_CACHE to a writable folder")
+    _check_cache_folder(Path(cache_dir) if str(cache_dir) else default_cache_dir(Path(pair_root)))
     check_writable(Path(out).absolute().parent, "score file folder", "choose another --out")
 
 

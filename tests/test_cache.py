@@ -330,5 +330,5 @@ def test_a_read_only_dataset_trains_and_scores(synth_data, tmp_path):
     assert len((tmp_path / "s.csv").read_text().splitlines()) == len(
         (data / "val" / "val_pairs.csv").read_text().splitlines())
     lines = refused["err"].strip().splitlines()
-    assert refused["code"] == 2 and len(lines) == 1 and "not writable" in lines[0], refused
+    assert refused["code"] == 2 and len(lines) == 1 and "cannot write there" in lines[0], refused
     assert not (data / "cache").exists()
