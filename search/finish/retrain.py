@@ -120,7 +120,7 @@ def retrain_top(study: optuna.Study, runs_root: Path, top: int | None = None, wi
     lead = ScoredPairs.load(records[0]["val_scores"])
     gaps = lead.compare_many([ScoredPairs.load(r["val_scores"]) for r in records[1:]]) if len(records) > 1 else []
     for r, c in zip(records[1:], gaps):   # c: lead - r; stored as r - lead (> 0: worse than the lead)
-        r["vs_best_retrained"] = {"difference": -c.difference, "low": -c.high, "high": -c.low,
+        r["vs_best_retrained"] = {"difference": 0.0 - c.difference, "low": 0.0 - c.high, "high": 0.0 - c.low,
                                   "within_noise": c.within_noise, "method": "paired"}
     study.set_user_attr(RETRAIN, records[0])
     study.set_user_attr(RETRAINS, {str(r["trial"]): {k: v for k, v in r.items() if k != "roc"} for r in records})

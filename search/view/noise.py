@@ -112,7 +112,7 @@ def compare_to(ref: FrozenTrial, others: Sequence[FrozenTrial]) -> list[Gap | No
     if paired:
         # compare_many: A is the reference; its difference is ref - other, so flip the sign and the bounds
         for (i, _), c in zip(paired, ref_scores.compare_many([s for _, s in paired])):
-            out[i] = Gap(-c.difference, -c.high, -c.low, PAIRED, c.p_a_better)
+            out[i] = Gap(0.0 - c.difference, 0.0 - c.high, 0.0 - c.low, PAIRED, c.p_a_better)   # 0.0 -: no -0.00
     return out
 
 
