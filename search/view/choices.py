@@ -9,8 +9,8 @@ Only complete trials count: a pruned trial stopped early and its EER is not comp
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
@@ -22,7 +22,7 @@ from .tables import Table, config_value
 
 # the plan's questions name these; any other categorical a study searches is added after them
 CHOICE_KEYS = ("model", "loss", "optimizer", "scheduler", "augment")
-LABELS = {"augment": "augmentation", "n_out": "embedding size (nOut)"}
+LABELS = {"augment": "augmentation", "n_out": "embedding size (nOut)", "regime": "training data"}
 
 
 def choice_keys(trials: Sequence[FrozenTrial]) -> list[str]:
@@ -53,6 +53,7 @@ class ChoiceRow:
 class ByChoice:
     key: str
     rows: list[ChoiceRow]                   # leader first
+    name_of: Callable[[FrozenTrial], str] = field(default=lambda t: str(t.number))   # the "best trial" cell
 
     @property
     def label(self) -> str:
@@ -70,7 +71,7 @@ class ByChoice:
             best = str(r.interval) if r.interval else f"{r.best.value:.2f}%"
             med, low, high = r.median
             median = f"{med:.2f}%" + (f" [{low:.1f}, {high:.1f}]" if low == low else "")
-            t.rows.append([r.choice, best, r.best.number, median, len(r.trials),
+            t.rows.append([r.choice, best, self.name_of(r.best), median, len(r.trials),
                            "" if i == 0 else str(r.gap) if r.gap else "?", _verdict(i, r)])
         return t
 
@@ -81,7 +82,7 @@ class ByChoice:
                    "comparison", "verdict"])
         for i, r in enumerate(self.rows):
             iv, g = r.interval, r.gap
-            t.rows.append([r.choice, r.best.value, iv.low if iv else None, iv.high if iv else None, r.best.number,
+            t.rows.append([r.choice, r.best.value, iv.low if iv else None, iv.high if iv else None, self.name_of(r.best),
                            *r.median, len(r.trials), g.difference if g else None, g.low if g else None,
                            g.high if g else None, g.method if g else None, _verdict(i, r)])
         return t
@@ -97,7 +98,7 @@ class ByChoice:
         worse = [r for r in self.rows[1:] if r.gap and not r.gap.within_noise]
         unknown = [r for r in self.rows[1:] if r.gap is None]
         out = [f"{self.label.capitalize()} {lead.choice} has the lowest best val EER "
-               f"({lead.interval or f'{lead.best.value:.2f}%'}, trial {lead.best.number})."]
+               f"({lead.interval or f'{lead.best.value:.2f}%'}, trial {self.name_of(lead.best)})."]
         if tied:
             names = _join([lead.choice] + [r.choice for r in tied])
             gaps = "; ".join(f"{r.choice} {r.gap} ({r.gap.method})" for r in tied)
@@ -124,16 +125,19 @@ def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def by_choice(trials: Sequence[FrozenTrial], key: str) -> ByChoice:
-    """The complete trials of ``trials`` grouped by their ``key`` setting, best choice first."""
+def by_choice(trials: Sequence[FrozenTrial], key: str, value_of: Callable[[FrozenTrial], Any] | None = None,
+              name_of: Callable[[FrozenTrial], str] | None = None) -> ByChoice:
+    """The complete trials of ``trials`` grouped by their ``key`` setting (or ``value_of(trial)``), best
+    choice first; ``name_of`` names a trial in the table (trials of several studies: ``study#3``)."""
     groups: dict[str, list[FrozenTrial]] = {}
+    extra = {} if name_of is None else {"name_of": name_of}
     for t in complete_trials(trials):
-        value = config_value(t, key)
+        value = config_value(t, key) if value_of is None else value_of(t)
         groups.setdefault("?" if value is None else str(value), []).append(t)
     ranked = sorted(groups.items(), key=lambda kv: (kv[1][0].value, kv[0]))
     if not ranked or set(groups) == {"?"}:   # no trial records this setting
-        return ByChoice(key, [])
+        return ByChoice(key, [], **extra)
     leader = ranked[0][1][0]
     gaps = [None] + compare_to(leader, [g[0] for _, g in ranked[1:]])
     return ByChoice(key, [ChoiceRow(name, g, interval_of(g[0]), median_interval(g), gap)
-                          for (name, g), gap in zip(ranked, gaps)])
+                          for (name, g), gap in zip(ranked, gaps)], **extra)
