@@ -81,7 +81,9 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
     scored.save(run / "val_scores.npz")     # for paired comparisons with other retrained runs
     record = {
         "study": study.study_name, "trial": trial.number, "search_val_eer": trial.value, "run_dir": result.run_dir,
-        "best_pt": str(Path(result.run_dir) / "best.pt"), "val_eer": result.best_val_eer,
+        # best.pt on the whole val list (the run's own figure unless max_val_pairs subsampled it), so the EER,
+        # its interval and the saved scores that paired comparisons read all describe one list
+        "best_pt": str(Path(result.run_dir) / "best.pt"), "val_eer": interval.eer,
         "val_eer_ci": [interval.low, interval.high], "val_scores": str((run / "val_scores.npz").resolve()),
         "best_epoch": result.best_epoch, "epochs": config.epochs, "resolution": config.resolution,
         "finetuned_on": config.train_path if finetune_on else None, "params": result.params,

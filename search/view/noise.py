@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -206,7 +207,9 @@ def median_interval(trials: Sequence[FrozenTrial], level: float = LEVEL,
             rows.append(np.full(N_RESAMPLES, value) if boot is None else boot)
     table = np.stack(rows)                                   # (trials, resamples)
     pick = np.random.default_rng(seed).integers(0, len(rows), (N_RESAMPLES, len(rows)))
-    medians = np.nanmedian(table[pick, np.arange(N_RESAMPLES)[:, None]], axis=1)
+    with warnings.catch_warnings():   # a resample of a tiny list may lack a genuine pair in every trial: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        medians = np.nanmedian(table[pick, np.arange(N_RESAMPLES)[:, None]], axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(medians, [tail, 100 - tail])
     return med, float(low), float(high)
