@@ -27,14 +27,14 @@ PRUNE_REASON = "prune_reason"
 PRUNED_BY = "pruned_by"          # which rule pruned it: one of PRUNE_RULES
 FAIL_REASON = "fail_reason"
 VAL_EER_CI = "val_eer_ci"        # [low, high]: 95 % identity-bootstrap interval of the best epoch's val EER
-VAL_SCORES = "val_scores"        # the best epoch's val scores (facenet.stats.ScoredPairs .npz), for paired tests
+VAL_SCORES = "val_scores"        # path of the best epoch's val scores (ScoredPairs .npz), for paired tests
 
 # ---------------------------------------------------------------- study user attributes
 SIGNATURE = "facesearch:signature"   # hash of the spec as written: one space per study name
 SPEC = "facesearch:spec"             # the spec as JSON (StudySpec.to_json)
 DESCRIPTION = "description"
 RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
-RETRAINS = "retrains"                # retrain --top K: every retrained trial's record (no ROC), by trial number
+RETRAINS = "retrains"                # retrain --top K: each retrained trial's record (no ROC), by number
 METRIC = "val EER %"                 # the objective's name (study.set_metric_names)
 
 # the rules that prune a trial, as stored under PRUNED_BY
@@ -74,7 +74,8 @@ class TrialRecord:
                    seconds=a.get(SECONDS), best_epoch=a.get(BEST_EPOCH), resumed=a.get(RESUMED),
                    retry_of=None if retry is None else int(retry), worker=a.get(WORKER), pruned_by=a.get(PRUNED_BY),
                    reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "",
-                   val_eer_ci=tuple(a[VAL_EER_CI]) if a.get(VAL_EER_CI) else None, val_scores=a.get(VAL_SCORES))
+                   val_eer_ci=tuple(a[VAL_EER_CI]) if a.get(VAL_EER_CI) else None,
+                   val_scores=a.get(VAL_SCORES))
 
     @property
     def trained(self) -> bool:

@@ -27,9 +27,9 @@ from test_cli_errors import cli
 from test_noise import scores, val_list
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PLAN_COLUMNS = ["number", "name", "model", "loss", "optimizer", "scheduler", "lr", "weight_decay", "batch_size",
-                "n_out", "margin", "scale", "augment", "training set", "loss per epoch", "val EER per epoch",
-                "final val EER", "param_count", "notes"]
+PLAN_COLUMNS = ["number", "name", "model", "loss", "optimizer", "scheduler", "lr", "weight_decay",
+                "batch_size", "n_out", "margin", "scale", "augment", "training set", "loss per epoch",
+                "val EER per epoch", "final val EER", "param_count", "notes"]
 CAT = CategoricalDistribution
 LR = FloatDistribution(1e-4, 1e-1, log=True)
 
@@ -39,7 +39,8 @@ class Phase:
 
     def __init__(self, storage, root, name: str, train: str, distributions: dict, initial_model: str = ""):
         self.study = optuna.create_study(study_name=name, storage=storage)
-        self.root, self.name, self.train, self.dists, self.initial = root, name, train, distributions, initial_model
+        self.root, self.name, self.train = root, name, train
+        self.dists, self.initial = distributions, initial_model
 
     def add(self, separation: float, seed: int, state=TrialState.COMPLETE, same_as: np.ndarray | None = None,
             param_count: int = 1_000_000, **params) -> np.ndarray:
@@ -50,19 +51,21 @@ class Phase:
         scored = ScoredPairs(labels, s, left, right)
         scored.save(path)
         iv = scored.interval()
-        config = {"model": "resnet_w", "loss": "softmax", "optimizer": "adam", "scheduler": "step", "lr": 1e-3,
-                  "weight_decay": 0.0, "batch_size": 32, "n_out": 128, "margin": 0.3, "scale": 30.0,
-                  "augment": "baseline", "train_path": f"/data/{self.train}", "initial_model": self.initial, **params}
+        config = {"model": "resnet_w", "loss": "softmax", "optimizer": "adam", "scheduler": "step",
+                  "lr": 1e-3, "weight_decay": 0.0, "batch_size": 32, "n_out": 128, "margin": 0.3,
+                  "scale": 30.0,
+                  "augment": "baseline", "train_path": f"/data/{self.train}", "initial_model": self.initial,
+                  **params}
         curve = [iv.eer + 6, iv.eer]
         history = [{"epoch": e, "loss": 4.0 / e, "val_eer": v, "lr": config["lr"], "seconds": 1.0}
                    for e, v in enumerate(curve, 1)]
         done = state == TrialState.COMPLETE
+        stopped = {} if done else {"pruned_by": "median", "prune_reason": "median rule at epoch 2"}
         self.study.add_trial(create_trial(
             state=state, value=iv.eer if done else None, params=params,
             distributions={k: self.dists[k] for k in params}, intermediate_values=dict(enumerate(curve, 1)),
             user_attrs={"config": config, "history": history, "param_count": param_count, "best_epoch": 2,
-                        VAL_EER_CI: [iv.low, iv.high], VAL_SCORES: str(path),
-                        **({} if done else {"pruned_by": "median", "prune_reason": "median rule at epoch 2"})}))
+                        VAL_EER_CI: [iv.low, iv.high], VAL_SCORES: str(path), **stopped}))
         return s
 
 
@@ -71,8 +74,8 @@ def storage_with_phases(tmp_path_factory):
     root = tmp_path_factory.mktemp("phases")
     url = str(root / "all.journal")
     storage = open_storage(url)
-    losses = Phase(storage, root, "losses", "train1", {"loss": CAT(["arcface", "cosface", "softmax"]), "lr": LR,
-                                                         "scheduler": CAT(["step", "cosine"]),
+    losses = Phase(storage, root, "losses", "train1", {"loss": CAT(["arcface", "cosface", "softmax"]),
+                                                         "lr": LR, "scheduler": CAT(["step", "cosine"]),
                                                          "augment": CAT(["none", "baseline"])})
     best = losses.add(2.6, 1, loss="arcface", lr=1e-3, scheduler="cosine", augment="baseline")
     losses.add(0, 0, same_as=best, loss="cosface", lr=2e-3, scheduler="step", augment="baseline")   # a twin
@@ -102,9 +105,10 @@ def storage_with_phases(tmp_path_factory):
     retrained = ScoredPairs(labels, scores(2.8, 13), left, right)
     retrained.save(run / "val_scores.npz")
     iv = retrained.interval()
-    losses.study.set_user_attr(RETRAIN, {"trial": 0, "run_dir": str(run), "val_eer": iv.eer, "params": 1_000_000,
-                                         "val_eer_ci": [iv.low, iv.high], "val_scores": str(run / "val_scores.npz"),
-                                         "roc": {"labels": labels.tolist(), "scores": retrained.scores.tolist()}})
+    losses.study.set_user_attr(RETRAIN, {
+        "trial": 0, "run_dir": str(run), "val_eer": iv.eer, "params": 1_000_000,
+        "val_eer_ci": [iv.low, iv.high], "val_scores": str(run / "val_scores.npz"),
+        "roc": {"labels": labels.tolist(), "scores": retrained.scores.tolist()}})
     return url, root
 
 
@@ -142,18 +146,20 @@ def test_report_all_answers_the_plans_questions(pages):
     pages = sorted(p.stem for p in figures.glob("*.html"))
     assert pages == sorted(p.stem for p in figures.glob("*.png")) and len(pages) >= 8
     assert sorted(re.findall(r'id="fig-([^"]+)"', text)) == pages
-    assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 5000 for p in figures.glob("*.png"))
-    assert {"architecture-size", "losses-schedule-slice", "losses-importances", "losses-contour"} <= set(pages)
+    for png in figures.glob("*.png"):
+        assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 5000
+    assert {"architecture-size", "losses-schedule-slice", "losses-importances", "losses-contour"} <= {*pages}
 
     with (out / "experiments.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == COLUMNS and all(c in COLUMNS for c in PLAN_COLUMNS)
     assert len(rows) == 6 + 3 + 2 + 2 + 1          # every trial, and the retrained model
     first = rows[0]
-    assert (first["number"], first["name"], first["loss"], first["training set"]) == ("1", "losses/trial-0000",
-                                                                                     "arcface", "train1")
+    assert (first["number"], first["name"]) == ("1", "losses/trial-0000")
+    assert (first["loss"], first["training set"]) == ("arcface", "train1")
     assert first["loss per epoch"] == "4 2" and len(first["val EER per epoch"].split()) == 2
-    assert float(first["best val EER low"]) <= float(first["best val EER"]) <= float(first["best val EER high"])
+    low, value, high = (float(first[f"best val EER{end}"]) for end in (" low", "", " high"))
+    assert low <= value <= high
     assert rows[5]["state"] == "PRUNED" and rows[5]["notes"].startswith("pruned (median)")
     assert rows[6]["name"] == "losses/retrain-0000" and rows[6]["state"] == "RETRAINED"   # after its study
     assert {r["training set"] for r in rows if r["study"] == "finetune"} == {"train1 -> train2 (fine-tuned)"}
@@ -174,7 +180,8 @@ def rendered(page, tmp_path) -> tuple[str, list[str]]:
     log = tmp_path / f"{page.stem}-net.json"
     dom = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}",
          "--host-resolver-rules=MAP * ~NOTFOUND",       # nothing can leave the machine, whatever asks
          f"--log-net-log={log}", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=180, check=True).stdout
@@ -185,10 +192,10 @@ def rendered(page, tmp_path) -> tuple[str, list[str]]:
     return dom, asked
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs Debian's chromium package)")
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs Debian's chromium)")
 def test_report_pages_render_offline_in_a_real_browser(pages, tmp_path):
     analysis, one = pages
-    for page in (analysis, one, one.parent / "figures" / "roc.html"):   # roc.html: on the shared plotly.min.js
+    for page in (analysis, one, one.parent / "figures" / "roc.html"):   # roc.html: the shared plotly.min.js
         dom, asked = rendered(page, tmp_path)
         assert asked == [], f"{page.name} asked the network for {asked}"
         divs = re.findall(r'<div id="fig-[^"]+"|class="plotly-graph-div"', page.read_text())

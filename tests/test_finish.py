@@ -163,12 +163,13 @@ def test_retrain_top_retrains_each_and_compares_them_paired(finished, tmp_path, 
     from test_cli_errors import cli
 
     monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "runs"))
-    done = cli("retrain", "finish", "--storage", finished["url"], "--top", "2", "--epochs", "1", "--device", "cpu")
+    done = cli("retrain", "finish", "--storage", finished["url"], "--top", "2", "--epochs", "1",
+               "--device", "cpu")
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("retrained trial")]
     assert len(lines) == 2 and lines[0].endswith("; best retrained")
-    assert re.search(r"val EER [\d.]+% \[[\d.]+, [\d.]+\].*; vs best retrained [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] "
-                     r"points, (within noise|worse)$", lines[1])
+    assert re.search(r"val EER [\d.]+% \[[\d.]+, [\d.]+\].*; vs best retrained [+-][\d.]+ "
+                     r"\[[+-][\d.]+, [+-][\d.]+\] points, (within noise|worse)$", lines[1])
     study = optuna.load_study(study_name="finish", storage=open_storage(finished["url"]))
     records = study.user_attrs[RETRAINS]
     assert sorted(records) == sorted(str(t.number) for t in study.trials)

@@ -10,13 +10,12 @@ import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import create_trial
+from optuna.trial import TrialState, create_trial
 
 from facenet.evaluate import eer
 from facenet.stats import ScoredPairs
 from search.record import VAL_EER_CI, VAL_SCORES
 from search.storage import open_storage
-from search.view.best import best_json
 from search.view.choices import by_choice
 from search.view.noise import PAIRED, UNPAIRED, rank_top, within_noise_of_best
 from test_cli_errors import cli
@@ -50,8 +49,9 @@ def ranked_study(tmp_path) -> tuple[str, dict[str, int]]:
     good = scores(2.5, 1)
     close = good + np.random.default_rng(7).normal(0, 0.15, len(good))
     assert eer(labels, close) > eer(labels, good)            # the seeds give the intended order
-    kinds = {"twin_a": ("arcface", good), "twin_b": ("cosface", good.copy()), "weak": ("softmax", scores(0.6, 2)),
-             "close_gone": ("triplet_hard", close), "weak_gone": ("contrastive", scores(0.5, 3))}
+    kinds = {"twin_a": ("arcface", good), "twin_b": ("cosface", good.copy()),
+             "weak": ("softmax", scores(0.6, 2)), "close_gone": ("triplet_hard", close),
+             "weak_gone": ("contrastive", scores(0.5, 3))}
     url = str(tmp_path / "s.journal")
     study = optuna.create_study(study_name="ranked", storage=open_storage(url))
     numbers = {}
@@ -102,10 +102,19 @@ def test_best_marks_the_within_noise_trials(ranked_study):
 
 def test_status_json_carries_every_trials_interval(ranked_study):
     url, _ = ranked_study
+    # Optuna gives a pruned trial its *last* value (35): status shows its best epoch (30) with that
+    # epoch's interval, in parentheses, and it is no complete trial of `best`
+    study = optuna.load_study(study_name="ranked", storage=open_storage(url))
+    study.add_trial(create_trial(state=TrialState.PRUNED, value=35.0, params={"loss": "softmax"},
+                                 distributions={"loss": LOSS}, intermediate_values={1: 30.0, 2: 35.0},
+                                 user_attrs={VAL_EER_CI: [26.0, 34.5], "pruned_by": "median"}))
+    assert "(30.00% [26.0, 34.5])" in cli("study", "status", "ranked", "--storage", url).stdout
+    assert "top 5 of 5 complete trials" in cli("best", "ranked", "--storage", url).stdout
     status = json.loads(cli("study", "status", "ranked", "--storage", url, "--json").stdout)
-    for t in status["trials"]:
+    for t in status["trials"][:5]:
         low, high = t["val_eer_ci"]
         assert low <= t["value"] <= high
+    assert status["trials"][5]["val_eer_ci"] == [26.0, 34.5]
     table = cli("study", "status", "ranked", "--storage", url).stdout
     iv = rank_top(optuna.load_study(study_name="ranked", storage=open_storage(url)).trials, 1)[0].interval
     assert "val EER [95% CI]" in table and str(iv) in table

@@ -124,7 +124,7 @@ def study_delete(
 def best(name: str = typer.Argument(..., help="Study name."), storage: Storage = None,
          top: int = typer.Option(5, min=1, help="Top trials to list and compare with the best."),
          as_json: Json = False) -> None:
-    """The top trials with 95% intervals; marks those the val list cannot tell from the best (within noise)."""
+    """The top trials with 95% intervals; marks those the val list cannot tell from the best."""
     from ..storage import load_study, open_storage
     from ..view.best import best_json, best_view
     from ..view.status import console

@@ -14,10 +14,10 @@ def report(
     name: Optional[str] = typer.Argument(None, help="Study name (or --all)."),
     out: Path = typer.Option(..., help="Folder for the page, its figures (HTML and PNG) and tables."),
     storage: Storage = None,
-    every_study: bool = typer.Option(False, "--all", help="One page over every study of the storage: the plan's "
-                                     "questions answered, and the experiment record as CSV and Markdown."),
+    every_study: bool = typer.Option(False, "--all", help="One page over every study of the storage: the "
+                                     "plan's questions answered, the experiment record as CSV and Markdown."),
 ) -> None:
-    """HTML report of a study: intervals, within-noise trials, Optuna's figures, EER by choice, ROC/DET, trials."""
+    """HTML report of a study (or --all): intervals, within-noise trials, Optuna's figures, EER by choice."""
     from ..storage import StorageError, load_study, open_storage
 
     if every_study == (name is not None):

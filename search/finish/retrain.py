@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from facenet import TrainConfig, fit
 from facenet.data import PairList
@@ -25,14 +26,11 @@ from ..view.noise import rank_top, within_noise_of_best
 TOP = 5    # --within-noise without --top: the within-noise set among this many top trials
 
 
-def best_config(study: optuna.Study, number: int | None = None) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
+def best_config(study: optuna.Study, number: int | None = None) -> tuple[FrozenTrial, TrainConfig]:
     """The best complete trial (or trial ``number``) and its config."""
-    if number is None:
-        t = best_trial(study)
-        if t is None:
-            raise StorageError(f"study {study.study_name!r} has no complete trial to retrain; run more trials first")
-    else:
-        t = study.trials[number]
+    t = best_trial(study) if number is None else study.trials[number]
+    if t is None:
+        raise StorageError(f"study {study.study_name!r} has no complete trial to retrain; run more trials first")
     return t, TrainConfig.from_dict(TrialRecord.of(t).config)
 
 
@@ -51,8 +49,8 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
             finetune_on: str | None = None, finetune_epochs: int | None = None, device: str = "auto",
             log: Callable[[str], None] = print, progress: bool = False, artifacts: Path | None = None,
             number: int | None = None) -> dict:
-    """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked; record
-    it on the study and, given an artifact folder, attach its card, val scores and ROC/DET to the study there."""
+    """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked;
+    record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there."""
     trial, config = best_config(study, number)
     base = runs_root / study.study_name / f"retrain-{trial.number:04d}"
     changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
@@ -114,18 +112,19 @@ def retrain_top(study: optuna.Study, runs_root: Path, top: int | None = None, wi
     """
     ranked = rank_top(study.get_trials(deepcopy=False), top or TOP)
     if not ranked:
-        raise StorageError(f"study {study.study_name!r} has no complete trial to retrain; run more trials first")
+        best_config(study)    # raises the no-complete-trial error
     chosen = within_noise_of_best(ranked) if within_noise else [r.trial for r in ranked]
     log(f"retraining {len(chosen)} trial(s): {', '.join(str(t.number) for t in chosen)}")
     records = [retrain(study, runs_root, log=log, number=t.number, **options) for t in chosen]
     records.sort(key=lambda r: r["val_eer"])
     lead = ScoredPairs.load(records[0]["val_scores"])
-    gaps = lead.compare_many([ScoredPairs.load(r["val_scores"]) for r in records[1:]]) if len(records) > 1 else []
+    gaps = lead.compare_many([ScoredPairs.load(r["val_scores"]) for r in records[1:]])
     for r, c in zip(records[1:], gaps):   # c: lead - r; stored as r - lead (> 0: worse than the lead)
         r["vs_best_retrained"] = {"difference": 0.0 - c.difference, "low": 0.0 - c.high, "high": 0.0 - c.low,
                                   "within_noise": c.within_noise, "method": "paired"}
     study.set_user_attr(RETRAIN, records[0])
-    study.set_user_attr(RETRAINS, {str(r["trial"]): {k: v for k, v in r.items() if k != "roc"} for r in records})
+    study.set_user_attr(RETRAINS, {str(r["trial"]): {k: v for k, v in r.items() if k != "roc"}
+                                   for r in records})
     return records
 
 

@@ -106,7 +106,7 @@ def keep_interval(trial: optuna.Trial, run_dir: str, ci: tuple[float, float] | N
     if ci is None:
         interval = ScoredPairs.load(path).interval()
         ci = (interval.low, interval.high)
-    if all(math.isfinite(v) for v in ci):   # a list too small to resample gives NaN: no interval, not NaN JSON
+    if all(math.isfinite(v) for v in ci):   # too small a list to resample gives NaN: keep no interval
         trial.set_user_attr(rec.VAL_EER_CI, [float(ci[0]), float(ci[1])])
     trial.set_user_attr(rec.VAL_SCORES, str(path))
 

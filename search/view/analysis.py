@@ -24,10 +24,10 @@ from ..record import DESCRIPTION, METRIC as TARGET, TrialRecord
 from ..storage import redact, storage_url
 from .choices import by_choice
 from .experiments import regime, retrained_trials, write_experiments
-from .figures import Fig, optuna_fig, size_figure
+from .figures import optuna_fig, size_figure
 from .noise import eer_text, interval_of, rank_top, within_noise_of_best
 from .page import Page, Part, Skip, slug
-from .report import Context
+from .report import Context, importance_fig
 from .tables import Table
 
 IMPORTANCE_EVALUATORS = {   # Optuna's evaluators, seeded: the page is the same every time it is written
@@ -47,9 +47,10 @@ class Storage:
         names = optuna.get_all_study_names(storage)    # in creation order: the plan's phases in turn
         self.studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
         self.contexts = [Context(s) for s in self.studies]
-        self.names: dict[int, str] = {}           # trial id -> "study#number", for tables over several studies
+        self.names: dict[int, str] = {}    # trial id -> "study#number", for tables over several studies
         for s in self.studies:
-            self.names.update({t._trial_id: f"{s.study_name}#{t.number}" for t in s.get_trials(deepcopy=False)})
+            self.names.update({t._trial_id: f"{s.study_name}#{t.number}"
+                               for t in s.get_trials(deepcopy=False)})
 
     def name_of(self, t: FrozenTrial) -> str:
         return self.names.get(t._trial_id, f"retrain of {t.user_attrs.get('retrained_from', '?')}")
@@ -63,11 +64,12 @@ def _studies(db: Storage) -> list[Part]:
                    "within noise of the best (top 5)", "retrained"])
     for ctx in db.contexts:
         ranked = rank_top(ctx.trials, 5)
-        retrained = [f"{eer_text(t)} (trial {t.user_attrs['retrained_from']})" for t in retrained_trials(ctx.study)]
+        retrained = [f"{eer_text(t)} (trial {t.user_attrs['retrained_from']})"
+                     for t in retrained_trials(ctx.study)]
+        tied = ", ".join(str(t.number) for t in within_noise_of_best(ranked))
         table.rows.append([ctx.study.study_name, ctx.study.user_attrs.get(DESCRIPTION, ""), len(ctx.trials),
                            len(ctx.complete), ranked[0].trial.number if ranked else "",
-                           eer_text(ranked[0].trial) if ranked else "",
-                           ", ".join(str(t.number) for t in within_noise_of_best(ranked)), "; ".join(retrained)])
+                           eer_text(ranked[0].trial) if ranked else "", tied, "; ".join(retrained)])
     return [table.html()]
 
 
@@ -77,8 +79,8 @@ def _choices_in_studies(db: Storage, keys: Sequence[str]) -> list[Part]:
     for ctx in db.contexts:
         for key, choice in ((k, by_choice(ctx.complete, k)) for k in keys):
             if choice.varies:
-                parts.append(f"<h3>{html.escape(choice.label)} in study {html.escape(ctx.study.study_name)}</h3>"
-                             + choice.html())
+                where = html.escape(ctx.study.study_name)
+                parts.append(f"<h3>{html.escape(choice.label)} in study {where}</h3>" + choice.html())
     return parts
 
 
@@ -94,14 +96,15 @@ def _questions(keys: Sequence[str], what: str) -> Callable[[Storage], list[Part]
 def _schedule(db: Storage) -> list[Part]:
     parts = _choices_in_studies(db, ("scheduler",))
     for ctx in db.contexts:
-        varying = [k for k in SCHEDULE_KEYS if len({repr(t.params.get(k)) for t in ctx.complete if k in t.params}) > 1]
+        varying = [k for k in SCHEDULE_KEYS
+                   if len({repr(t.params[k]) for t in ctx.complete if k in t.params}) > 1]
         if not varying or len(ctx.complete) < 2:
             continue
         name = ctx.study.study_name
         try:
             rank = list(ctx.importances())
-            said = "; ".join(f"{k} ranks {rank.index(k) + 1} of {len(rank)} by fANOVA importance" for k in varying
-                             if k in rank)
+            said = "; ".join(f"{k} ranks {rank.index(k) + 1} of {len(rank)} by fANOVA importance"
+                             for k in varying if k in rank)
         except Skip as e:
             said = str(e)
         parts += [f"<h3>Learning rate in study {html.escape(name)}</h3><p>{html.escape(said)}.</p>",
@@ -113,7 +116,8 @@ def _schedule(db: Storage) -> list[Part]:
 
 
 def _training_data(db: Storage) -> list[Part]:
-    trials = [t for ctx in db.contexts for t in ctx.complete] + [t for s in db.studies for t in retrained_trials(s)]
+    trials = [t for ctx in db.contexts for t in ctx.complete]
+    trials += [t for s in db.studies for t in retrained_trials(s)]
     choice = by_choice(trials, "regime", lambda t: regime(TrialRecord.of(t).config), db.name_of)
     if not choice.rows:
         raise Skip("no complete trial or retrained model yet")
@@ -152,27 +156,20 @@ def _interactions(db: Storage) -> list[Part]:
         scores = {}
         for label, make in IMPORTANCE_EVALUATORS.items():
             try:
-                scores[label] = optuna.importance.get_param_importances(ctx.study, evaluator=make(), params=params)
+                scores[label] = optuna.importance.get_param_importances(ctx.study, evaluator=make(),
+                                                                        params=params)
             except Exception:   # an evaluator that cannot fit this study (e.g. too few trials for PED-ANOVA)
                 scores[label] = {}
         table.rows = [[p, *(scores[label].get(p) for label in IMPORTANCE_EVALUATORS)] for p in ranked]
-        parts += [f"<h3>Study {html.escape(name)}</h3><p>Importance of each varying parameter for the val EER "
-                  "(each evaluator's shares sum to 1; an empty cell: that evaluator could not fit this study).</p>",
-                  table.html(), _importance_fig(ctx, f"{slug(name)}-importances")]
+        parts += [f"<h3>Study {html.escape(name)}</h3><p>Importance of each varying parameter for the val "
+                  "EER (each evaluator's shares sum to 1; an empty cell: that evaluator could not fit this "
+                  "study).</p>", table.html(), importance_fig(ctx, f"{slug(name)}-importances")]
         if len(ranked) >= 2:
             parts.append(optuna_fig(f"{slug(name)}-contour", "plot_contour", ctx.study, params=ranked[:2],
                                     target_name=TARGET))
     if not parts:
         raise Skip("no study has two complete trials with a varying parameter")
     return parts
-
-
-def _importance_fig(ctx: Context, name: str) -> Fig:
-    from optuna.visualization import matplotlib as static, plot_param_importances
-
-    def kw():
-        return {"evaluator": ctx.evaluator(), "params": ctx.varying, "target_name": TARGET}
-    return Fig(name, plot_param_importances(ctx.study, **kw()), lambda: static.plot_param_importances(ctx.study, **kw()))
 
 
 def _record(table: Table) -> Callable[[Storage], list[Part]]:
@@ -204,10 +201,11 @@ def write_analysis(storage: optuna.storages.BaseStorage, out: Path, url: str | N
     table = write_experiments(db.studies, page.out)
     sections = [*QUESTIONS, ("record", "Experiment record", _record(table))]
     nav = "".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in sections)
-    page.add(f"<h1>facesearch analysis: {len(db.studies)} studies in {html.escape(redact(storage_url(url)))}</h1>"
-             "<p>EERs are percent on the val list, with 95% intervals from an identity bootstrap (1,000 resamples). "
-             "Two choices <i>cannot be told apart</i> when the interval of their best trials' difference contains "
-             f"0.</p><nav>{nav}</nav>")
+    where = html.escape(redact(storage_url(url)))
+    page.add(f"<h1>facesearch analysis: {len(db.studies)} studies in {where}</h1>"
+             "<p>EERs are percent on the val list, with 95% intervals from an identity bootstrap (1,000 "
+             "resamples). Two choices <i>cannot be told apart</i> when the interval of their best trials' "
+             f"difference contains 0.</p><nav>{nav}</nav>")
     for key, title, build in sections:
         page.section(key, title, lambda: build(db))
     return page.write("analysis.html", "facesearch analysis")

@@ -28,7 +28,8 @@ LABELS = {"augment": "augmentation", "n_out": "embedding size (nOut)", "regime":
 def choice_keys(trials: Sequence[FrozenTrial]) -> list[str]:
     keys = list(CHOICE_KEYS)
     for t in trials:
-        keys += [k for k, d in t.distributions.items() if isinstance(d, CategoricalDistribution) and k not in keys]
+        keys += [k for k, d in t.distributions.items()
+                 if isinstance(d, CategoricalDistribution) and k not in keys]
     return keys
 
 
@@ -65,8 +66,8 @@ class ByChoice:
 
     def table(self) -> Table:
         """For the page and Markdown: ``7.50% [5.9, 9.4]`` cells."""
-        t = Table([self.label, "best val EER [95% CI]", "best trial", "median val EER [95% CI]", "complete trials",
-                   "best vs leader (points)", "verdict"])
+        t = Table([self.label, "best val EER [95% CI]", "best trial", "median val EER [95% CI]",
+                   "complete trials", "best vs leader (points)", "verdict"])
         for i, r in enumerate(self.rows):
             best = str(r.interval) if r.interval else f"{r.best.value:.2f}%"
             med, low, high = r.median
@@ -78,13 +79,14 @@ class ByChoice:
     def csv_table(self) -> Table:
         """For ``eer_by_KEY.csv``: numbers in columns of their own."""
         t = Table([self.label, "best val EER %", "best low", "best high", "best trial", "median val EER %",
-                   "median low", "median high", "complete trials", "vs leader", "vs leader low", "vs leader high",
-                   "comparison", "verdict"])
+                   "median low", "median high", "complete trials", "vs leader", "vs leader low",
+                   "vs leader high", "comparison", "verdict"])
         for i, r in enumerate(self.rows):
             iv, g = r.interval, r.gap
-            t.rows.append([r.choice, r.best.value, iv.low if iv else None, iv.high if iv else None, self.name_of(r.best),
-                           *r.median, len(r.trials), g.difference if g else None, g.low if g else None,
-                           g.high if g else None, g.method if g else None, _verdict(i, r)])
+            low, high = (iv.low, iv.high) if iv else (None, None)
+            gap = (g.difference, g.low, g.high, g.method) if g else (None,) * 4
+            t.rows.append([r.choice, r.best.value, low, high, self.name_of(r.best), *r.median, len(r.trials),
+                           *gap, _verdict(i, r)])
         return t
 
     def verdict(self) -> str:
@@ -93,7 +95,8 @@ class ByChoice:
             return f"No complete trial: nothing to say about the {self.label}."
         lead = self.rows[0]
         if not self.varies:
-            return f"Every complete trial used {self.label} {lead.choice}: this study does not compare {self.label}s."
+            return (f"Every complete trial used {self.label} {lead.choice}: this study does not compare "
+                    f"{self.label}s.")
         tied = [r for r in self.rows[1:] if r.gap and r.gap.within_noise]
         worse = [r for r in self.rows[1:] if r.gap and not r.gap.within_noise]
         unknown = [r for r in self.rows[1:] if r.gap is None]

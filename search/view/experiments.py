@@ -17,8 +17,8 @@ COLUMNS = ["number", "name", "study", "trial", "state", "model", "loss", "optimi
            "weight_decay", "batch_size", "n_out", "margin", "scale", "augment", "training set",
            "loss per epoch", "val EER per epoch", "final val EER", "best val EER", "best val EER low",
            "best val EER high", "param_count", "notes"]
-SETTINGS = ("model", "loss", "optimizer", "scheduler", "lr", "weight_decay", "batch_size", "n_out", "margin", "scale",
-            "augment")
+SETTINGS = ("model", "loss", "optimizer", "scheduler", "lr", "weight_decay", "batch_size", "n_out", "margin",
+            "scale", "augment")
 
 
 def regime(config: dict[str, Any]) -> str:
@@ -81,15 +81,16 @@ def experiment_table(studies: list[optuna.Study]) -> Table:
         for t in [*study.get_trials(deepcopy=False), *retrained]:
             r = TrialRecord.of(t)
             again = t.user_attrs.get("retrained_from")
-            name = f"{study.study_name}/" + (f"retrain-{again:04d}" if again is not None else f"trial-{t.number:04d}")
+            number, run = ((again, f"retrain-{again:04d}") if again is not None
+                           else (t.number, f"trial-{t.number:04d}"))
             low, high = r.val_eer_ci or (None, None)
             final = r.history[-1].get("val_eer") if r.history else t.value
-            table.rows.append([len(table.rows) + 1, name, study.study_name, again if again is not None else t.number,
+            table.rows.append([len(table.rows) + 1, f"{study.study_name}/{run}", study.study_name, number,
                                "RETRAINED" if again is not None else t.state.name,
                                *(r.config.get(k, t.params.get(k)) for k in SETTINGS),
                                regime(r.config) if r.config else "", _epochs(r.history, "loss"),
-                               _epochs(r.history, "val_eer"), final, best_reached(t)[0], low, high, r.param_count,
-                               _notes(t, r)])
+                               _epochs(r.history, "val_eer"), final, best_reached(t)[0], low, high,
+                               r.param_count, _notes(t, r)])
     return table
 
 

@@ -24,7 +24,7 @@ PNG_DPI = 120
 class Fig:
     name: str                          # files figures/NAME.html and NAME.png, div id fig-NAME
     figure: go.Figure
-    static: Callable[[], Any]          # draws the same figure with matplotlib: a Figure, an Axes or an array of Axes
+    static: Callable[[], Any]          # the same figure in matplotlib: a Figure, an Axes or an array of Axes
 
 
 def pyplot():
@@ -90,7 +90,7 @@ def roc_figure(labels: np.ndarray, scores: np.ndarray, title: str) -> go.Figure:
 
 
 def det_figure(labels: np.ndarray, scores: np.ndarray, title: str) -> go.Figure:
-    """Miss rate against false-alarm rate on normal-deviate axes, where Gaussian scores give straight lines."""
+    """Miss rate against false-alarm rate on normal-deviate axes (Gaussian scores: straight lines)."""
     x, y = _det(labels, scores)
     ticks = {"tickvals": _deviate(np.array(DET_TICKS)), "ticktext": [f"{100 * p:g}%" for p in DET_TICKS]}
     edge = _deviate(np.array([DET_CLIP, 1 - DET_CLIP]))
@@ -142,18 +142,19 @@ def size_figure(name: str, points: list[tuple[str, float, float, float, float, s
         return {"type": "data", "symmetric": False, "array": [h - e for _, _, e, _, h, _ in rows],
                 "arrayminus": [e - lo for _, _, e, lo, _, _ in rows]}
 
-    interactive = go.Figure([go.Scatter(x=[p[1] for p in rows], y=[p[2] for p in rows], mode="markers", name=g,
-                                        error_y=error(rows), text=[p[5] for p in rows])
+    interactive = go.Figure([go.Scatter(x=[p[1] for p in rows], y=[p[2] for p in rows], mode="markers",
+                                        name=g, error_y=error(rows), text=[p[5] for p in rows])
                              for g in groups if (rows := [p for p in points if p[0] == g])])
-    interactive.update_layout(title=title, xaxis_title="parameters (cap rule)", yaxis_title="best val EER % (95% CI)")
+    interactive.update_layout(title=title, xaxis_title="parameters (cap rule)",
+                              yaxis_title="best val EER % (95% CI)")
 
     def static():
         fig, ax = pyplot().subplots(figsize=(7, 5))
         for g in groups:
             rows = [p for p in points if p[0] == g]
             e = error(rows)
-            ax.errorbar([p[1] for p in rows], [p[2] for p in rows], yerr=[e["arrayminus"], e["array"]], fmt="o",
-                        capsize=3, label=g)
+            ax.errorbar([p[1] for p in rows], [p[2] for p in rows], yerr=[e["arrayminus"], e["array"]],
+                        fmt="o", capsize=3, label=g)
         ax.set(xlabel="parameters (cap rule)", ylabel="best val EER % (95% CI)", title=title)
         ax.legend()
         return fig

@@ -29,9 +29,10 @@ UNPAIRED = "unpaired"      # from the two stored intervals (a score file is miss
 
 
 def best_reached(t: FrozenTrial) -> tuple[float | None, int | None]:
-    """The trial's best val EER and its epoch: the objective value, else the best epoch reported."""
+    """The trial's best val EER and its epoch: a complete trial's value, else the best epoch reported
+    (Optuna gives a pruned trial the *last* reported value, not the best)."""
     best_epoch = TrialRecord.of(t).best_epoch
-    if t.value is not None:
+    if t.state == TrialState.COMPLETE and t.value is not None:
         return t.value, best_epoch
     if not t.intermediate_values:
         return None, best_epoch
@@ -78,7 +79,7 @@ def _same_list(a: ScoredPairs, b: ScoredPairs) -> bool:
 
 @dataclass(frozen=True)
 class Gap:
-    """A trial's EER minus a reference trial's, in points, with its 95 % interval (> 0: the other is worse)."""
+    """A trial's EER minus a reference trial's, in points, with its 95 % interval (> 0: it is worse)."""
 
     difference: float
     low: float
@@ -111,9 +112,10 @@ def compare_to(ref: FrozenTrial, others: Sequence[FrozenTrial]) -> list[Gap | No
                 low, high = unpaired_difference(a, b)
                 out[i] = Gap(a.eer - b.eer, low, high, UNPAIRED)
     if paired:
-        # compare_many: A is the reference; its difference is ref - other, so flip the sign and the bounds
+        # compare_many: A is the reference, its difference ref - other; flip the sign and the bounds
+        # (0.0 - x, not -x: an exact tie prints +0.00, not -0.00)
         for (i, _), c in zip(paired, ref_scores.compare_many([s for _, s in paired])):
-            out[i] = Gap(0.0 - c.difference, 0.0 - c.high, 0.0 - c.low, PAIRED, c.p_a_better)   # 0.0 -: no -0.00
+            out[i] = Gap(0.0 - c.difference, 0.0 - c.high, 0.0 - c.low, PAIRED, c.p_a_better)
     return out
 
 

@@ -50,7 +50,8 @@ class Page:
         save_png(part, self.figures / f"{part.name}.png")
         self.body.append(part.figure.to_html(full_html=False, include_plotlyjs=not self._inlined,
                                              div_id=f"fig-{part.name}"))
-        self.body.append(f'<p class="static">PNG: <a href="figures/{part.name}.png">figures/{part.name}.png</a></p>')
+        png = f"figures/{part.name}.png"
+        self.body.append(f'<p class="static">PNG: <a href="{png}">{png}</a></p>')
         self._inlined = True
         self.names.append(part.name)
 
@@ -67,7 +68,8 @@ class Page:
     def write(self, filename: str, title: str) -> Path:
         page = self.out / filename
         tmp = page.with_suffix(".tmp")
-        tmp.write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-                       f"<style>{CSS}</style></head><body>\n" + "\n".join(self.body) + "\n</body></html>\n")
+        head = f'<meta charset="utf-8"><title>{html.escape(title)}</title><style>{CSS}</style>'
+        tmp.write_text(f"<!DOCTYPE html>\n<html><head>{head}</head><body>\n" + "\n".join(self.body)
+                       + "\n</body></html>\n")
         tmp.replace(page)   # a reader never sees half a page
         return page

@@ -28,11 +28,12 @@ from optuna.trial import TrialState
 
 from ..record import DESCRIPTION, METRIC as TARGET, RETRAIN, TrialRecord, best_trial, stored_spec
 from .choices import ByChoice, by_choice, choice_keys
-from .figures import Fig, det_figure, optuna_fig, roc_det_figs, roc_figure  # noqa: F401 (roc/det: retrain's page)
-from .noise import Ranked, best_reached, eer_text, methods_used, rank_top, retrain_text  # noqa: F401 (best_reached: old import path)
+from .figures import det_figure, roc_figure  # noqa: F401 (their old import path)
+from .figures import Fig, optuna_fig, roc_det_figs
+from .noise import Ranked, eer_text, methods_used, rank_top, retrain_text
 from .page import Page, Part, Skip
 from .status import counts
-from .tables import Table, config_value, trials_table  # noqa: F401
+from .tables import Table, trials_table
 
 TOP = 5    # trials in the "within noise" table
 
@@ -94,21 +95,27 @@ def _history(ctx: Context) -> list[Part]:
 
 def _importance(ctx: Context) -> list[Part]:
     ctx.importances()
+    return [importance_fig(ctx, "importances")]
+
+
+def importance_fig(ctx: Context, name: str) -> Fig:
+    """fANOVA importances over the varying parameters (``ctx.importances()`` must have run)."""
     from optuna.visualization import matplotlib as static, plot_param_importances
 
     def kw():   # a fresh seeded evaluator per drawing: both figures show the same numbers
         return {"evaluator": ctx.evaluator(), "params": ctx.varying, "target_name": TARGET}
-    return [Fig("importances", plot_param_importances(ctx.study, **kw()),
-                lambda: static.plot_param_importances(ctx.study, **kw()))]
+    return Fig(name, plot_param_importances(ctx.study, **kw()),
+               lambda: static.plot_param_importances(ctx.study, **kw()))
 
 
 def _top(ctx: Context) -> list[Part]:
     ctx.need_complete()
     ranked = rank_top(ctx.trials, TOP)
     how = methods_used([r.gap for r in ranked[1:]])
-    return [top_table(ranked).html(), f"<p>Comparisons: {html.escape(how)}. This val list does not show a trial "
-            "within noise of the best to be worse; retrain them all with <code>facesearch retrain "
-            f"{html.escape(ctx.study.study_name)} --within-noise</code>.</p>"]
+    command = f"facesearch retrain {ctx.study.study_name} --within-noise"
+    return [top_table(ranked).html(), f"<p>Comparisons: {html.escape(how)}. This val list does not show a "
+            f"trial within noise of the best to be worse; retrain them all with <code>{html.escape(command)}"
+            "</code>.</p>"]
 
 
 def _intermediate(ctx: Context) -> list[Part]:
@@ -140,15 +147,16 @@ def _contours(ctx: Context) -> list[Part]:
 def _choices(ctx: Context) -> list[Part]:
     ctx.need_complete()
     parts, fixed = ["<p>Complete trials only. Best: the choice's best trial with its 95% interval (identity "
-                    "bootstrap of the val list). Median: over the choice's trials, its interval resampling both "
-                    "the trials and the val identities. The verdict compares the best trials.</p>"], []
+                    "bootstrap of the val list). Median: over the choice's trials, its interval resampling "
+                    "both the trials and the val identities. The verdict compares the best trials.</p>"], []
     for key, choice in ctx.choices().items():
         if choice.varies:
             parts.append(f'<h3 id="eer-{key}">EER by {html.escape(choice.label)}</h3>' + choice.html())
         else:
             fixed.append(f"{choice.label} {choice.rows[0].choice}")
     if fixed:
-        parts.append(f'<p class="fixed">The same in every complete trial: {html.escape(", ".join(fixed))}.</p>')
+        same = html.escape(", ".join(fixed))
+        parts.append(f'<p class="fixed">The same in every complete trial: {same}.</p>')
     return parts
 
 

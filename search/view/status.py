@@ -82,12 +82,13 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
     best = best_trial(study)
     table = Table(title=title or f"study {study.study_name}", title_justify="left")
     for col, just in (("#", "right"), ("state", "left"), ("val EER [95% CI]", "right"), ("epochs", "right"),
-                      ("params", "right"), ("time", "right"), ("hyper-parameters", "left"), ("reason", "left")):
+                      ("params", "right"), ("time", "right"), ("hyper-parameters", "left"),
+                      ("reason", "left")):
         table.add_column(col, justify=just, overflow="fold")
     shown = trials if limit is None else trials[-limit:]
     for t in shown:
         eer = eer_text(t)
-        if t.value is None and eer:
+        if t.state != TrialState.COMPLETE and eer:
             eer = f"({eer})"   # stopped early: the best epoch it reached
         state = t.state.name.lower()
         if rule := TrialRecord.of(t).pruned_by:
@@ -102,7 +103,8 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
 def studies_table(storage: optuna.storages.BaseStorage) -> Table:
     """One row per study in the storage: trial counts by state and the best val EER."""
     table = Table(title="studies")
-    for col in ("study", "trials", "complete", "pruned", "running", "failed", "best val EER [95% CI]", "best #"):
+    for col in ("study", "trials", "complete", "pruned", "running", "failed", "best val EER [95% CI]",
+                "best #"):
         table.add_column(col)
     for name in sorted(optuna.get_all_study_names(storage)):
         study = optuna.load_study(study_name=name, storage=storage)

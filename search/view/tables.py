@@ -56,7 +56,7 @@ def config_value(t: FrozenTrial, key: str) -> Any:
 
 
 def trials_table(trials: list[FrozenTrial]) -> Table:
-    """One row per trial: its best val EER with the 95 % interval, epochs, size, time, params, why it stopped."""
+    """One row per trial: best val EER with its 95 % interval, epochs, size, time, params, why it stopped."""
     names = list(dict.fromkeys(k for t in trials for k in t.params))
     table = Table(["number", "state", "val_eer", "val_eer_low", "val_eer_high", "best_epoch", "epochs_run",
                    "param_count", "seconds", "device", *names, "pruned_by", "reason"])
@@ -65,6 +65,6 @@ def trials_table(trials: list[FrozenTrial]) -> Table:
         r = TrialRecord.of(t)
         low, high = r.val_eer_ci or (None, None)
         seconds = r.seconds if r.seconds is not None else trial_duration(t)
-        table.rows.append([t.number, t.state.name, value, low, high, epoch, epoch_of(t), r.param_count, seconds,
-                           r.device, *(t.params.get(k) for k in names), r.pruned_by, r.reason])
+        table.rows.append([t.number, t.state.name, value, low, high, epoch, epoch_of(t), r.param_count,
+                           seconds, r.device, *(t.params.get(k) for k in names), r.pruned_by, r.reason])
     return table
