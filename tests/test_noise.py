@@ -133,3 +133,19 @@ def test_by_choice_says_which_losses_cannot_be_told_apart(ranked_study):
     assert [c[-1] for c in cells] == ["leader", "within noise", "within noise", "worse", "worse"]
     # one trial per choice: the median is that trial's EER, with no interval
     assert cells[0][3] == f"{study.trials[0].value:.2f}%"
+
+
+def test_live_views_best_line_shows_the_interval(ranked_study):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from search.view.live import progress_view
+
+    url, n = ranked_study
+    study = optuna.load_study(study_name="ranked", storage=open_storage(url))
+    supervisor = SimpleNamespace(procs=[], n_trials=5)   # the two fields the view reads of a Supervisor
+    console = Console(width=160, record=True)
+    console.print(progress_view(study, supervisor, 0.0))
+    best = rank_top(study.trials, 1)[0]
+    assert f"best {best.interval} (trial {n['twin_a']}: loss=arcface)" in console.export_text()
