@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,11 +62,13 @@ def retrain_text(record: dict) -> str:
 
 
 def scores_of(t: FrozenTrial) -> ScoredPairs | None:
-    """The best epoch's saved val scores, or None when the trial kept none or the file is gone."""
+    """The best epoch's saved val scores, or None when the trial kept none or the file is gone (or
+    unreadable: the comparison then falls back to the stored intervals rather than failing)."""
     path = TrialRecord.of(t).val_scores
-    if not path or not Path(path).is_file():
+    try:
+        return _load(path, Path(path).stat().st_mtime_ns) if path else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    return _load(path, Path(path).stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=32)
