@@ -202,7 +202,8 @@ def write_analysis(storage: optuna.storages.BaseStorage, out: Path, url: str | N
     sections = [*QUESTIONS, ("record", "Experiment record", _record(table))]
     nav = "".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in sections)
     where = html.escape(redact(storage_url(url)))
-    page.add(f"<h1>facesearch analysis: {len(db.studies)} studies in {where}</h1>"
+    studies = f"{len(db.studies)} stud{'y' if len(db.studies) == 1 else 'ies'}"
+    page.add(f"<h1>facesearch analysis: {studies} in {where}</h1>"
              "<p>EERs are percent on the val list, with 95% intervals from an identity bootstrap (1,000 "
              "resamples). Two choices <i>cannot be told apart</i> when the interval of their best trials' "
              f"difference contains 0.</p><nav>{nav}</nav>")

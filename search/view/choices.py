@@ -95,8 +95,7 @@ class ByChoice:
             return f"No complete trial: nothing to say about the {self.label}."
         lead = self.rows[0]
         if not self.varies:
-            return (f"Every complete trial used {self.label} {lead.choice}: this study does not compare "
-                    f"{self.label}s.")
+            return f"Every complete trial used {self.label} {lead.choice}: there is nothing to compare."
         tied = [r for r in self.rows[1:] if r.gap and r.gap.within_noise]
         worse = [r for r in self.rows[1:] if r.gap and not r.gap.within_noise]
         unknown = [r for r in self.rows[1:] if r.gap is None]
