@@ -47,7 +47,6 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DataError
-from .evaluate import eer
 
 N_RESAMPLES = 1000
 SEED = 0
@@ -90,6 +89,14 @@ class EerComparison:
         verdict = "within noise" if self.within_noise else ("A better" if self.difference < 0 else "B better")
         return (f"A - B {self.difference:+.2f} points [{self.low:+.1f}, {self.high:+.1f}], "
                 f"P(A better) {self.p_a_better:.2f}: {verdict}")
+
+
+def eer(labels, scores) -> float:
+    """The course EER (``facenet.evaluate.eer``), imported on first use: facenet.evaluate pulls in torch,
+    and ``study status`` or the live view only format stored intervals."""
+    from .evaluate import eer as course_eer
+
+    return course_eer(labels, scores)
 
 
 # ---------------------------------------------------------------- identities

@@ -26,12 +26,15 @@ WORKER = "worker"                # host:pid of the process running the trial
 PRUNE_REASON = "prune_reason"
 PRUNED_BY = "pruned_by"          # which rule pruned it: one of PRUNE_RULES
 FAIL_REASON = "fail_reason"
+VAL_EER_CI = "val_eer_ci"        # [low, high]: 95 % identity-bootstrap interval of the best epoch's val EER
+VAL_SCORES = "val_scores"        # path of the best epoch's val scores (ScoredPairs .npz), for paired tests
 
 # ---------------------------------------------------------------- study user attributes
 SIGNATURE = "facesearch:signature"   # hash of the spec as written: one space per study name
 SPEC = "facesearch:spec"             # the spec as JSON (StudySpec.to_json)
 DESCRIPTION = "description"
 RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
+RETRAINS = "retrains"                # retrain --top K: each retrained trial's record (no ROC), by number
 METRIC = "val EER %"                 # the objective's name (study.set_metric_names)
 
 # the rules that prune a trial, as stored under PRUNED_BY: these, or the spec's pruner by name
@@ -69,6 +72,8 @@ class TrialRecord:
     worker: str | None = None
     pruned_by: str | None = None
     reason: str = ""                 # why it was pruned or failed
+    val_eer_ci: tuple[float, float] | None = None
+    val_scores: str | None = None
 
     @classmethod
     def of(cls, t: FrozenTrial) -> "TrialRecord":
@@ -78,7 +83,9 @@ class TrialRecord:
                    param_count=a.get(PARAM_COUNT), history=a.get(HISTORY) or [], device=a.get(DEVICE),
                    seconds=a.get(SECONDS), best_epoch=a.get(BEST_EPOCH), resumed=a.get(RESUMED),
                    retry_of=None if retry is None else int(retry), worker=a.get(WORKER), pruned_by=a.get(PRUNED_BY),
-                   reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "")
+                   reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "",
+                   val_eer_ci=tuple(a[VAL_EER_CI]) if a.get(VAL_EER_CI) else None,
+                   val_scores=a.get(VAL_SCORES))
 
     @property
     def trained(self) -> bool:

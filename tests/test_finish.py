@@ -3,6 +3,7 @@ bundle without facesearch, score test pairs, report, and read the study back wit
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,31 @@ def test_study_reads_back_through_optunas_own_cli_and_api(finished):
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(finished["url"]))
     api = optuna.load_study(study_name="finish", storage=journal)   # plain Optuna, no facesearch code
     assert api.best_trial.number == best["number"]
+
+
+def test_retrain_top_retrains_each_and_compares_them_paired(finished, tmp_path, monkeypatch):
+    """Last in this file: it replaces the study's retrain record with the best of the two retrained."""
+    from search.record import RETRAINS
+    from test_cli_errors import cli
+
+    monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "runs"))
+    done = cli("retrain", "finish", "--storage", finished["url"], "--top", "2", "--epochs", "1",
+               "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("retrained trial")]
+    assert len(lines) == 2 and lines[0].endswith("; best retrained")
+    assert re.search(r"val EER [\d.]+% \[[\d.]+, [\d.]+\].*; vs best retrained [+-][\d.]+ "
+                     r"\[[+-][\d.]+, [+-][\d.]+\] points, (within noise|worse)$", lines[1])
+    study = optuna.load_study(study_name="finish", storage=open_storage(finished["url"]))
+    records = study.user_attrs[RETRAINS]
+    assert sorted(records) == sorted(str(t.number) for t in study.trials)
+    best = study.user_attrs[RETRAIN]
+    assert best["val_eer"] == min(r["val_eer"] for r in records.values()) and "roc" in best
+    other = next(r for r in records.values() if r["trial"] != best["trial"])
+    gap = other["vs_best_retrained"]
+    assert gap["method"] == "paired" and gap["low"] <= gap["difference"] <= gap["high"]
+    assert gap["difference"] == pytest.approx(other["val_eer"] - best["val_eer"], abs=1e-9)
+    for r in records.values():
+        low, high = r["val_eer_ci"]
+        assert low <= r["val_eer"] <= high and Path(r["val_scores"]).is_file()
+        assert (Path(r["run_dir"]) / "roc.png").read_bytes().startswith(b"\x89PNG")

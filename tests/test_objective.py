@@ -8,6 +8,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from facenet.stats import ScoredPairs
 from search.record import TrialRecord
 from search.run.objective import Objective
 from search.spec import build_pruner, build_sampler, parse_spec
@@ -64,6 +65,12 @@ def test_trial_record_and_feasible_constraint(synth_data, tmp_path):
     assert set(t.user_attrs["history"][0]) == {"epoch", "loss", "val_eer", "lr", "seconds"}
     assert t.user_attrs["device"] == "cpu" and t.user_attrs["seconds"] > 0
     assert t.value == min(t.intermediate_values.values())
+    # the best epoch's interval, and its scores kept for paired comparisons (facesearch best)
+    r = TrialRecord.of(t)
+    low, high = r.val_eer_ci
+    assert low <= t.value <= high and low < high
+    again = ScoredPairs.load(r.val_scores).interval()
+    assert (again.eer, again.low, again.high) == (t.value, low, high)
 
 
 @pytest.mark.parametrize("pruner", [{"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
@@ -85,6 +92,10 @@ def test_median_rule_prunes_a_weak_trial(synth_data, tmp_path, pruner):
     assert weak.user_attrs["prune_reason"].startswith(f"{pruner['name']} rule at epoch 1")
     assert TrialRecord.of(weak).pruned_by == pruner["name"] and TrialRecord.of(weak).trained
     assert list(weak.intermediate_values) == [1]
+    # no RunResult for a pruned trial: its interval comes from the scores its best (only) epoch left
+    low, high = TrialRecord.of(weak).val_eer_ci
+    assert low <= weak.intermediate_values[1] <= high
+    assert ScoredPairs.load(TrialRecord.of(weak).val_scores).interval().eer == weak.intermediate_values[1]
 
 
 def test_nan_loss_prunes_the_trial_and_the_study_goes_on(synth_data, tmp_path):

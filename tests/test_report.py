@@ -36,8 +36,10 @@ def _attrs(model: str, loss: str, lr: float, curve: list[float]) -> dict:
 def _trial(model, loss, lr, curve, state=TrialState.COMPLETE, **extra):
     values = dict(enumerate(curve, 1))
     best = min(values, key=values.get) if values else None
-    attrs = {**_attrs(model, loss, lr, curve), **({"best_epoch": best} if state == TrialState.COMPLETE else {}),
-             **extra}
+    done = state == TrialState.COMPLETE
+    # a stored interval (no score file): comparisons fall back to the unpaired difference
+    finished = {"best_epoch": best, "val_eer_ci": [min(curve) - 2.5, min(curve) + 2.5]} if done else {}
+    attrs = {**_attrs(model, loss, lr, curve), **finished, **extra}
     return create_trial(state=state, value=min(curve) if state == TrialState.COMPLETE else None,
                         params={"model": model, "loss": loss, "lr": lr}, distributions=DISTS,
                         user_attrs=attrs, intermediate_values=values)
@@ -73,12 +75,15 @@ def test_report_sections_figures_and_tables(study, tmp_path):
     for key, title, _ in SECTIONS:
         assert f'<h2 id="{key}">' in text and title in text
     assert "Study phase1" in text and "architectures and losses &lt;first phase&gt;" in text
-    assert "Best trial 0" in text and "10.00%" in text
+    assert "Best trial 0" in text and "10.00% [7.5, 12.5]" in text
     assert 'class="note"' not in text, "every section can be drawn for this study"
     figures = ["history", "importances", "intermediate", "parallel", "slice", "contour-1", "contour-2", "roc", "det"]
     for name in figures:
         assert f'id="fig-{name}"' in text
         assert (out / "figures" / f"{name}.html").stat().st_size > 1000
+        png = (out / "figures" / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000, f"{name}.png is a drawn static figure"
+    assert sorted(p.stem for p in (out / "figures").glob("*.png")) == sorted(figures), "a PNG per figure"
     assert (out / "figures" / "plotly.min.js").exists()
     assert text.count("window.PlotlyConfig") == 1, "plotly.js inlined exactly once"
     assert not re.search(r"<script[^>]*\ssrc=", text), "no script loaded from elsewhere"
@@ -86,8 +91,11 @@ def test_report_sections_figures_and_tables(study, tmp_path):
     with (out / "trials.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(study.trials) == 9
-    assert list(rows[0]) == ["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds",
-                             "device", "model", "loss", "lr", "pruned_by", "reason"]
+    assert list(rows[0]) == ["number", "state", "val_eer", "val_eer_low", "val_eer_high", "best_epoch",
+                             "epochs_run", "param_count", "seconds", "device", "model", "loss", "lr",
+                             "pruned_by", "reason"]
+    assert (rows[0]["val_eer_low"], rows[0]["val_eer_high"]) == ("7.5", "12.5")
+    assert rows[6]["val_eer_low"] == ""
     assert [r["state"] for r in rows] == ["COMPLETE"] * 6 + ["PRUNED", "PRUNED", "FAIL"]
     assert rows[0]["val_eer"] == "10.0" and rows[0]["best_epoch"] == "3" and rows[0]["epochs_run"] == "3"
     assert rows[6]["val_eer"] == "38.0" and rows[6]["epochs_run"] == "2" and "median rule" in rows[6]["reason"]
@@ -97,7 +105,8 @@ def test_report_sections_figures_and_tables(study, tmp_path):
     assert rows[8]["reason"] == "CUDA out of memory"
 
     md = (out / "trials.md").read_text().splitlines()
-    assert md[2].startswith("| number | state | val_eer |") and md[3].startswith("| --- |")
+    assert md[2].startswith("| number | state | val_eer | val_eer_low | val_eer_high |")
+    assert md[3].startswith("| --- |")
     assert len(md) == 4 + 9 and all(line.count("|") == md[2].count("|") for line in md[2:])
 
     with (out / "eer_by_model.csv").open() as f:
@@ -107,9 +116,24 @@ def test_report_sections_figures_and_tables(study, tmp_path):
         assert float(by_model[model]["best val EER %"]) == min(values)
         assert float(by_model[model]["median val EER %"]) == statistics.median(values)
         assert int(by_model[model]["complete trials"]) == len(values)
-    assert "<td>resnet_w</td><td>10</td><td>13</td><td>3</td>" in text
-    assert "<td>mobilenet</td><td>17</td><td>22</td><td>3</td>" in text
-    assert (out / "eer_by_loss.csv").read_text().splitlines()[1].startswith("arcface,10.0,13.0,3")
+        assert by_model[model]["comparison"] == ("" if model == "resnet_w" else "unpaired")   # no score files
+    # best with its stored interval; the median's interval resamples the trials (no score files here)
+    assert re.search(r"<td>resnet_w</td><td>10.00% \[7.5, 12.5\]</td><td>0</td>"
+                     r"<td>13.00% \[[\d.]+, [\d.]+\]</td><td>3</td><td></td><td>leader</td>", text)
+    # mobilenet's best is 7 points behind: 7 +- hypot(2.5, 2.5) from the two stored intervals
+    assert re.search(r"<td>mobilenet</td><td>17.00% \[14.5, 19.5\]</td><td>4</td><td>22.00% [^<]*</td>"
+                     r"<td>3</td><td>\+7.00 \[\+3.5, \+10.5\]</td><td>worse</td>", text)
+    assert ("mobilenet is worse than resnet_w: its best trial is +7.00 [+3.5, +10.5] points behind (unpaired)"
+            in text)
+    loss = (out / "eer_by_loss.csv").read_text().splitlines()
+    assert loss[0].startswith("loss,best val EER %,best low,best high,best trial,median val EER %")
+    assert loss[1].startswith("arcface,10.0,7.5,12.5,0,13.0,")
+    assert "The same in every complete trial" not in text   # model and loss vary; nothing else is recorded
+    # the top trials: the best, then 2 (13 +- 2.5: 3 +- 3.5 behind) within noise of it, then worse ones
+    top = re.findall(r"<tr><td>(\d)</td><td>(\d+)</td><td>([^<]*)</td><td>([^<]*)</td><td>[^<]*</td>"
+                     r"<td>(\w*)</td><td>([\w ]+)</td></tr>", text)
+    assert [(r[1], r[5]) for r in top] == [("0", "best"), ("2", "within noise"), ("1", "worse"),
+                                           ("4", "worse"), ("3", "worse")]
 
 
 def test_report_of_empty_study_has_notes(tmp_path):

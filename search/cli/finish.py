@@ -20,16 +20,33 @@ def retrain(
     finetune_on: Optional[str] = typer.Option(None, help="Then fine-tune on this set (folder, or e.g. train2)."),
     finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tuning epochs (default: --epochs)."),
     device: Device = "auto",
+    top: Optional[int] = typer.Option(None, min=1, help="Retrain each of the top K trials."),
+    within_noise: bool = typer.Option(False, "--within-noise", help="Retrain the best and every top trial "
+                                      "within noise of it (see `best`)."),
 ) -> None:
     """Retrain the best trial at full budget (optionally pre-train then fine-tune); the study records the run."""
-    from ..finish.retrain import retrain as do_retrain
+    from ..finish.retrain import retrain as do_retrain, retrain_top
     from ..storage import artifact_dir, load_study, open_storage, runs_root
+    from ..view.noise import retrain_text
 
     study = load_study(name, open_storage(storage), storage)
-    record = do_retrain(study, runs_root(storage), epochs, resolution, finetune_on, finetune_epochs, device,
-                        progress=sys.stderr.isatty(), artifacts=artifact_dir(storage))
-    echo(f"retrained trial {record['trial']}: val EER {record['val_eer']:.2f}% "
-         f"(search: {record['search_val_eer']:.2f}%); model {record['best_pt']}")
+    options = {"epochs": epochs, "resolution": resolution, "finetune_on": finetune_on,
+               "finetune_epochs": finetune_epochs, "device": device, "progress": sys.stderr.isatty(),
+               "artifacts": artifact_dir(storage)}
+    if top or within_noise:
+        records = retrain_top(study, runs_root(storage), top, within_noise, **options)
+        for r in records:
+            gap = r.get("vs_best_retrained")
+            verdict = "; best retrained" if gap is None else (
+                f"; vs best retrained {gap['difference']:+.2f} [{gap['low']:+.1f}, {gap['high']:+.1f}] "
+                + ("points, within noise" if gap["within_noise"] else "points, worse"))
+            echo(f"retrained trial {r['trial']}: val EER {retrain_text(r)} "
+                 f"(search: {r['search_val_eer']:.2f}%){verdict}")
+        record = records[0]
+    else:
+        record = do_retrain(study, runs_root(storage), **options)
+        echo(f"retrained trial {record['trial']}: val EER {retrain_text(record)} "
+             f"(search: {record['search_val_eer']:.2f}%); model {record['best_pt']}")
     echo(f"next: facesearch export {record['run_dir']} --out bundle/")
 
 

@@ -156,14 +156,16 @@ def study_delete(
 
 
 @app.command()
-def best(name: str = typer.Argument(..., help="Study name."), storage: Storage = None, as_json: Json = False) -> None:
-    """The best trial's val EER, hyper-parameters and parameter count."""
-    from ..record import best_trial
-    from ..storage import StorageError, load_study, open_storage
-    from ..view.status import best_lines, trial_json
+def best(name: str = typer.Argument(..., help="Study name."), storage: Storage = None,
+         top: int = typer.Option(5, min=1, help="Top trials to list and compare with the best."),
+         as_json: Json = False) -> None:
+    """The top trials with 95% intervals; marks those the val list cannot tell from the best."""
+    from ..storage import load_study, open_storage
+    from ..view.best import best_json, best_view
+    from ..view.status import console
 
     study = load_study(name, open_storage(storage), storage)
-    t = best_trial(study)
-    if t is None:
-        raise StorageError(f"study {name!r} has no complete trial yet; wait, or see: facesearch study status {name}")
-    echo(json.dumps({"study": name, **trial_json(t)}, indent=2) if as_json else "\n".join(best_lines(study, t)))
+    if as_json:
+        echo(json.dumps(best_json(study, top), indent=2))
+    else:
+        console().print(best_view(study, top))

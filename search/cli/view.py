@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -10,15 +11,27 @@ from .common import Storage, app, echo
 
 @app.command()
 def report(
-    name: str = typer.Argument(..., help="Study name."),
-    out: Path = typer.Option(..., help="Folder for report.html, figures and the experiment tables."),
+    name: Optional[str] = typer.Argument(None, help="Study name (or --all)."),
+    out: Path = typer.Option(..., help="Folder for the page, its figures (HTML and PNG) and tables."),
     storage: Storage = None,
+    every_study: bool = typer.Option(False, "--all", help="One page over every study of the storage: the "
+                                     "plan's questions answered, the experiment record as CSV and Markdown."),
 ) -> None:
-    """HTML report: Optuna's figures, EER by architecture and loss, ROC/DET of the best run, trial tables."""
-    from ..storage import load_study, open_storage
+    """HTML report of a study (or --all): intervals, within-noise trials, Optuna's figures, EER by choice."""
+    from ..storage import StorageError, load_study, open_storage
+
+    if every_study == (name is not None):
+        raise StorageError("give a study name or --all (not both); list the studies with: facesearch studies")
+    store = open_storage(storage)
+    if every_study:
+        from ..view.analysis import write_analysis
+
+        path = write_analysis(store, out, storage)
+        echo(f"wrote {path} (figures, experiments.csv / experiments.md beside it)")
+        return
     from ..view.report import write_report
 
-    path = write_report(load_study(name, open_storage(storage), storage), out)
+    path = write_report(load_study(name, store, storage), out)
     echo(f"wrote {path} (figures and trials.csv / trials.md beside it)")
 
 

@@ -1,4 +1,8 @@
-"""From the best trial to a submission: retrain at full budget, optionally fine-tune, record it."""
+"""From the best trial to a submission: retrain at full budget, optionally fine-tune, record it.
+
+``retrain_top`` retrains several of the top trials (or those within noise of the best) and compares
+the retrained models on the val list, paired, as ``facesearch best`` compares trials.
+"""
 from __future__ import annotations
 
 import json
@@ -6,20 +10,26 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from facenet import TrainConfig, fit
 from facenet.data import PairList
 from facenet.errors import DataError
 from facenet.evaluate import write_scores
 from facenet.preflight import check_data, check_run
+from facenet.stats import ScoredPairs
 
-from ..record import RETRAIN, TrialRecord, best_trial
-from ..view.report import det_figure, roc_figure
+from ..record import RETRAIN, RETRAINS, TrialRecord, best_trial
 from ..storage import StorageError
+from ..view.figures import roc_det_figs, save_png
+from ..view.noise import rank_top, within_noise_of_best
+
+TOP = 5    # --within-noise without --top: the within-noise set among this many top trials
 
 
-def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
-    t = best_trial(study)
+def best_config(study: optuna.Study, number: int | None = None) -> tuple[FrozenTrial, TrainConfig]:
+    """The best complete trial (or trial ``number``) and its config."""
+    t = best_trial(study) if number is None else study.trials[number]
     if t is None:
         raise StorageError(f"study {study.study_name!r} has no complete trial to retrain; run more trials first")
     return t, TrainConfig.from_dict(TrialRecord.of(t).config)
@@ -38,10 +48,11 @@ def resolve_set(name: str, train_path: str) -> str:
 
 def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, resolution: int | None = None,
             finetune_on: str | None = None, finetune_epochs: int | None = None, device: str = "auto",
-            log: Callable[[str], None] = print, progress: bool = False, artifacts: Path | None = None) -> dict:
-    """Train the best trial's config again (full budget), then fine-tune if asked; record it on the study
-    and, given an artifact folder, attach its card, val scores and ROC/DET to the study there."""
-    trial, config = best_config(study)
+            log: Callable[[str], None] = print, progress: bool = False, artifacts: Path | None = None,
+            number: int | None = None) -> dict:
+    """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked;
+    record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there."""
+    trial, config = best_config(study, number)
     base = runs_root / study.study_name / f"retrain-{trial.number:04d}"
     changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
     if epochs:
@@ -67,25 +78,59 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
 
     pairs = PairList.read(config.val_path, config.val_list)
     scores = score_pairs(Path(result.run_dir) / "best.pt", pairs, device, config.eval_batch, config.cache_dir)
+    scored = ScoredPairs.of(pairs, scores)
+    interval = scored.interval()
+    run = Path(result.run_dir)
+    scored.save(run / "val_scores.npz")     # for paired comparisons with other retrained runs
     record = {
         "study": study.study_name, "trial": trial.number, "search_val_eer": trial.value, "run_dir": result.run_dir,
-        "best_pt": str(Path(result.run_dir) / "best.pt"), "val_eer": result.best_val_eer,
+        # best.pt on the whole val list (the run's own figure unless max_val_pairs subsampled it), so the EER,
+        # its interval and the saved scores that paired comparisons read all describe one list
+        "best_pt": str(Path(result.run_dir) / "best.pt"), "val_eer": interval.eer,
+        "val_eer_ci": [interval.low, interval.high], "val_scores": str((run / "val_scores.npz").resolve()),
         "best_epoch": result.best_epoch, "epochs": config.epochs, "resolution": config.resolution,
         "finetuned_on": config.train_path if finetune_on else None, "params": result.params,
         "roc": {"labels": pairs.labels.tolist(), "scores": [round(float(s), 6) for s in scores]},
     }
     study.set_user_attr(RETRAIN, record)
-    run = Path(result.run_dir)
     (run / "retrain.json").write_text(json.dumps({k: v for k, v in record.items() if k != "roc"}, indent=2))
     write_scores(run / "val_scores.txt", scores, pairs)
-    title = f"trial {trial.number} retrained: val EER {result.best_val_eer:.2f}%"
-    figures = [roc_figure(pairs.labels, scores, title), det_figure(pairs.labels, scores, title)]
+    title = f"trial {trial.number} retrained: val EER {interval}"
+    figures = roc_det_figs(pairs.labels, scores, title)
+    for fig in figures:   # roc.png, det.png: for slides
+        save_png(fig, run / f"{fig.name}.png")
     (run / "roc_det.html").write_text(   # plotly.js inline once: the page works offline, from the dashboard too
-        "<html><body>" + "".join(f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate(figures))
-        + "</body></html>")
+        "<html><body>" + "".join(f.figure.to_html(full_html=False, include_plotlyjs=i == 0)
+                                 for i, f in enumerate(figures)) + "</body></html>")
     if artifacts is not None:
         attach(study, artifacts, [run / n for n in ("retrain.json", "val_scores.txt", "roc_det.html")])
     return record
+
+
+def retrain_top(study: optuna.Study, runs_root: Path, top: int | None = None, within_noise: bool = False,
+                log: Callable[[str], None] = print, **options) -> list[dict]:
+    """Retrain the ``top`` best trials, or (``within_noise``) those of the top ones the val list cannot
+    tell from the best; then compare the retrained models with the best of them, paired on the val list.
+
+    The study's ``RETRAIN`` becomes the retrained model with the lowest val EER (what the report and
+    export look at); ``RETRAINS`` keeps every one, with its gap to that model.
+    """
+    ranked = rank_top(study.get_trials(deepcopy=False), top or TOP)
+    if not ranked:
+        best_config(study)    # raises the no-complete-trial error
+    chosen = within_noise_of_best(ranked) if within_noise else [r.trial for r in ranked]
+    log(f"retraining {len(chosen)} trial(s): {', '.join(str(t.number) for t in chosen)}")
+    records = [retrain(study, runs_root, log=log, number=t.number, **options) for t in chosen]
+    records.sort(key=lambda r: r["val_eer"])
+    lead = ScoredPairs.load(records[0]["val_scores"])
+    gaps = lead.compare_many([ScoredPairs.load(r["val_scores"]) for r in records[1:]])
+    for r, c in zip(records[1:], gaps):   # c: lead - r; stored as r - lead (> 0: worse than the lead)
+        r["vs_best_retrained"] = {"difference": 0.0 - c.difference, "low": 0.0 - c.high, "high": 0.0 - c.low,
+                                  "within_noise": c.within_noise, "method": "paired"}
+    study.set_user_attr(RETRAIN, records[0])
+    study.set_user_attr(RETRAINS, {str(r["trial"]): {k: v for k, v in r.items() if k != "roc"}
+                                   for r in records})
+    return records
 
 
 def attach(study: optuna.Study, folder: Path, files: list[Path]) -> None:

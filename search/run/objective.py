@@ -6,6 +6,7 @@ and, for a pruned or failed trial, the reason.
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,8 @@ import torch
 from facenet import NonFiniteLoss, count_params, fit
 from facenet.errors import ConfigError, UserError
 from facenet.runnable import check_runnable
-from facenet.train import EpochResult
+from facenet.stats import ScoredPairs
+from facenet.train import BEST_VAL_SCORES, EpochResult
 
 from .. import record as rec
 from ..record import origin_number
@@ -52,6 +54,7 @@ class Objective:
             trial.set_user_attr(rec.HISTORY, history)
             if trial.should_prune():
                 rule = self.spec.pruner["name"]
+                keep_interval(trial, config.run_dir)
                 self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
 
         prefix = f"[trial {trial.number}]"
@@ -62,6 +65,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except NonFiniteLoss as e:
+            keep_interval(trial, config.run_dir)
             self._prune(trial, rec.NON_FINITE, str(e))
         except torch.OutOfMemoryError:
             self._fail(trial, f"CUDA out of memory at batch_size {config.batch_size} x n_per_class "
@@ -77,6 +81,7 @@ class Objective:
             trial.set_user_attr(rec.SECONDS, round(time.perf_counter() - start, 2))
         trial.set_user_attr(rec.DEVICE, result.device)
         trial.set_user_attr(rec.BEST_EPOCH, result.best_epoch)
+        keep_interval(trial, result.run_dir, result.val_eer_ci)
         if result.skipped_images:
             trial.set_user_attr(rec.SKIPPED_IMAGES, result.skipped_images)
         return result.best_val_eer
@@ -111,6 +116,22 @@ class Objective:
         trial.set_user_attr(rec.FAIL_REASON, reason)
         self.log(f"[trial {trial.number}] failed: {reason}")
         raise (error or TrialFailed)(reason)
+
+
+def keep_interval(trial: optuna.Trial, run_dir: str, ci: tuple[float, float] | None = None) -> None:
+    """Record the best epoch's val EER interval and where its scores are (``best`` compares them paired).
+
+    A stopped (pruned) trial has no RunResult: its interval comes from the scores its best epoch left.
+    """
+    path = (Path(run_dir) / BEST_VAL_SCORES).resolve()
+    if not path.exists():
+        return
+    if ci is None:
+        interval = ScoredPairs.load(path).interval()
+        ci = (interval.low, interval.high)
+    if all(math.isfinite(v) for v in ci):   # too small a list to resample gives NaN: keep no interval
+        trial.set_user_attr(rec.VAL_EER_CI, [float(ci[0]), float(ci[1])])
+    trial.set_user_attr(rec.VAL_SCORES, str(path))
 
 
 class TrialFailed(Exception):

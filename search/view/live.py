@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..record import TrialRecord, best_trial
+from .noise import eer_text
 from .status import counts, epoch_of, fmt_params, fmt_seconds, time_left, trial_duration
 
 
@@ -22,7 +23,7 @@ def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
         f"elapsed {fmt_seconds(time.time() - start)}  ",
         f"left ~{fmt_seconds(time_left(trials, supervisor.n_trials, max(c.get('running', 0), 1)))}\n",
         "  ".join(f"{k} {v}" for k, v in c.items() if v) or "starting...",
-        ("\nbest " + (f"{best.value:.2f}% (trial {best.number}: {fmt_params(best.params)})" if best else "-")),
+        ("\nbest " + (f"{eer_text(best)} (trial {best.number}: {fmt_params(best.params)})" if best else "-")),
     )
     running = Table(title="running", title_justify="left", expand=False)
     for col in ("#", "epoch", "last val EER %", "time", "hyper-parameters"):

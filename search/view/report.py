@@ -1,11 +1,14 @@
 """The study report: one self-contained HTML page plus the files it is built from.
 
-``out/report.html``        header (study, description, trial counts, best trial), Optuna's figures,
-                           EER by architecture and by loss, ROC and DET of the retrained best run,
-                           the experiment record of every trial; plotly.js inline once, no network
+``out/report.html``        header (study, description, trial counts, best trial with its 95 % interval),
+                           the top trials and which are within noise of the best, Optuna's figures,
+                           EER by every categorical choice (best and median with intervals, and which
+                           choices cannot be told apart), ROC and DET of the retrained best run, the
+                           experiment record of every trial; plotly.js inline once, no network
 ``out/figures/NAME.html``  each figure on its own page (sharing ``figures/plotly.min.js``)
+``out/figures/NAME.png``   each figure as a static image (matplotlib)
 ``out/trials.csv|md``      the experiment record: one row per trial
-``out/eer_by_model.csv``, ``out/eer_by_loss.csv``
+``out/eer_by_KEY.csv``     EER by model, loss, ... (numbers in columns of their own)
 
 A section that cannot be drawn for this study (too few trials, no retrained run) is
 replaced by a note saying why, so the page is written for any study, even an empty one.
@@ -14,69 +17,25 @@ before it was stopped (a complete trial's value is the same minimum over its epo
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
-import math
-import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import optuna
-import plotly.graph_objects as go
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from ..record import DESCRIPTION, METRIC as TARGET, RETRAIN, TrialRecord, best_trial, stored_spec
-from .status import counts, epoch_of, trial_duration
-DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99)
-DET_CLIP = 1e-4            # rates of exactly 0 or 1 sit at the edge of the normal-deviate axes
+from .choices import ByChoice, by_choice, choice_keys
+from .figures import det_figure, roc_figure  # noqa: F401 (their old import path)
+from .figures import Fig, optuna_fig, roc_det_figs
+from .noise import Ranked, eer_text, methods_used, rank_top, retrain_text
+from .page import Page, Part, Skip
+from .status import counts
+from .tables import Table, trials_table
 
-
-class Skip(Exception):
-    """A section this study cannot show; the message replaces it on the page."""
-
-
-@dataclass
-class Fig:
-    name: str              # file figures/NAME.html and div id fig-NAME
-    figure: go.Figure
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[Any]] = field(default_factory=list)
-
-    def write_csv(self, path: Path) -> None:
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(self.columns)
-            w.writerows([_raw(v) for v in row] for row in self.rows)
-
-    def markdown(self) -> str:
-        def line(cells: list[str]) -> str:
-            return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-        return "\n".join([line(self.columns), line(["---"] * len(self.columns)),
-                          *(line([_cell(v) for v in row]) for row in self.rows)]) + "\n"
-
-    def html(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
-                       for row in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _raw(v: Any) -> Any:
-    return "" if v is None else round(v, 6) if isinstance(v, float) else v
-
-
-def _cell(v: Any) -> str:
-    return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-Part = Fig | str           # a figure, or an HTML fragment
+TOP = 5    # trials in the "within noise" table
 
 
 class Context:
@@ -87,6 +46,7 @@ class Context:
         self.trials = study.get_trials(deepcopy=False)
         self.complete = [t for t in self.trials if t.state == TrialState.COMPLETE and t.value is not None]
         self._importances: dict[str, float] | Skip | None = None
+        self._choices: dict[str, ByChoice] | None = None
         self.varying: list[str] = []   # the parameters importances are computed over
 
     def need_complete(self, n: int = 1) -> None:
@@ -118,36 +78,61 @@ class Context:
         except Exception as e:   # evaluators fail on some tiny or degenerate studies
             raise Skip(f"the importance evaluator failed on this study ({type(e).__name__}: {e})") from None
 
+    def choices(self) -> dict[str, ByChoice]:
+        """EER by every categorical choice with complete trials (the plan's keys first)."""
+        if self._choices is None:
+            found = {key: by_choice(self.complete, key) for key in choice_keys(self.trials)}
+            self._choices = {key: c for key, c in found.items() if c.rows}
+        return self._choices
+
 
 # ---------------------------------------------------------------- sections
 
 def _history(ctx: Context) -> list[Part]:
     ctx.need_complete()
-    return [Fig("history", optuna.visualization.plot_optimization_history(ctx.study, target_name=TARGET))]
+    return [optuna_fig("history", "plot_optimization_history", ctx.study, target_name=TARGET)]
 
 
 def _importance(ctx: Context) -> list[Part]:
     ctx.importances()
-    fig = optuna.visualization.plot_param_importances(ctx.study, evaluator=ctx.evaluator(), params=ctx.varying,
-                                                      target_name=TARGET)
-    return [Fig("importances", fig)]
+    return [importance_fig(ctx, "importances")]
+
+
+def importance_fig(ctx: Context, name: str) -> Fig:
+    """fANOVA importances over the varying parameters (``ctx.importances()`` must have run)."""
+    from optuna.visualization import matplotlib as static, plot_param_importances
+
+    def kw():   # a fresh seeded evaluator per drawing: both figures show the same numbers
+        return {"evaluator": ctx.evaluator(), "params": ctx.varying, "target_name": TARGET}
+    return Fig(name, plot_param_importances(ctx.study, **kw()),
+               lambda: static.plot_param_importances(ctx.study, **kw()))
+
+
+def _top(ctx: Context) -> list[Part]:
+    ctx.need_complete()
+    ranked = rank_top(ctx.trials, TOP)
+    how = methods_used([r.gap for r in ranked[1:]])
+    command = f"facesearch retrain {ctx.study.study_name} --within-noise"
+    return [top_table(ranked).html(), f"<p>Comparisons: {html.escape(how)}. This val list does not show a "
+            f"trial within noise of the best to be worse; retrain them all with <code>{html.escape(command)}"
+            "</code>.</p>"]
 
 
 def _intermediate(ctx: Context) -> list[Part]:
     if not any(t.intermediate_values for t in ctx.trials):
         raise Skip("no trial has reported a per-epoch val EER yet")
     return ["<p>Val EER per epoch of every trained trial; pruned trials stop early.</p>",
-            Fig("intermediate", optuna.visualization.plot_intermediate_values(ctx.study))]
+            optuna_fig("intermediate", "plot_intermediate_values", ctx.study)]
 
 
 def _parallel(ctx: Context) -> list[Part]:
     ctx.need_complete()
-    return [Fig("parallel", optuna.visualization.plot_parallel_coordinate(ctx.study, target_name=TARGET))]
+    return [optuna_fig("parallel", "plot_parallel_coordinate", ctx.study, target_name=TARGET)]
 
 
 def _slice(ctx: Context) -> list[Part]:
     ctx.need_complete()
-    return [Fig("slice", optuna.visualization.plot_slice(ctx.study, target_name=TARGET))]
+    return [optuna_fig("slice", "plot_slice", ctx.study, target_name=TARGET)]
 
 
 def _contours(ctx: Context) -> list[Part]:
@@ -155,15 +140,24 @@ def _contours(ctx: Context) -> list[Part]:
     if len(ranked) < 2:
         raise Skip(f"needs two varying parameters; this study varies only {', '.join(ranked)}")
     pairs = [(ranked[0], other) for other in ranked[1:3]]   # the top pair, and the top with the third
-    return [Fig(f"contour-{i}", optuna.visualization.plot_contour(ctx.study, params=list(p), target_name=TARGET))
+    return [optuna_fig(f"contour-{i}", "plot_contour", ctx.study, params=list(p), target_name=TARGET)
             for i, p in enumerate(pairs, 1)]
 
 
-def _eer_by(key: str, label: str) -> Callable[[Context], list[Part]]:
-    def section(ctx: Context) -> list[Part]:
-        ctx.need_complete()
-        return [eer_table(ctx.complete, key, label).html()]
-    return section
+def _choices(ctx: Context) -> list[Part]:
+    ctx.need_complete()
+    parts, fixed = ["<p>Complete trials only. Best: the choice's best trial with its 95% interval (identity "
+                    "bootstrap of the val list). Median: over the choice's trials, its interval resampling "
+                    "both the trials and the val identities. The verdict compares the best trials.</p>"], []
+    for key, choice in ctx.choices().items():
+        if choice.varies:
+            parts.append(f'<h3 id="eer-{key}">EER by {html.escape(choice.label)}</h3>' + choice.html())
+        else:
+            fixed.append(f"{choice.label} {choice.rows[0].choice}")
+    if fixed:
+        same = html.escape(", ".join(fixed))
+        parts.append(f'<p class="fixed">The same in every complete trial: {same}.</p>')
+    return parts
 
 
 def _roc_det(ctx: Context) -> list[Part]:
@@ -174,18 +168,16 @@ def _roc_det(ctx: Context) -> list[Part]:
     labels, scores = np.asarray(roc["labels"], dtype=int), np.asarray(roc["scores"], dtype=float)
     if len(set(labels.tolist())) < 2:
         raise Skip("the recorded val pairs hold only one label; ROC needs same and different pairs")
-    from facenet.evaluate import eer   # the course formula, one place
-
-    title = (f"trial {record.get('trial')} retrained: val EER {eer(labels, scores):.2f}% "
-             f"over {len(labels)} pairs")
+    title = f"trial {record.get('trial')} retrained: val EER {retrain_text(record)} over {len(labels)} pairs"
     return [f"<p>{html.escape(title)}; run {html.escape(str(record.get('run_dir', '')))}</p>",
-            Fig("roc", roc_figure(labels, scores, title)), Fig("det", det_figure(labels, scores, title))]
+            *roc_det_figs(labels, scores, title)]
 
 
 def _trials(ctx: Context) -> list[Part]:
     if not ctx.trials:
         raise Skip("the study has no trials yet")
-    return ['<p>Also as <a href="trials.csv">trials.csv</a> and <a href="trials.md">trials.md</a>.</p>',
+    return ['<p>Also as <a href="trials.csv">trials.csv</a> and <a href="trials.md">trials.md</a>; '
+            "val_eer_low/high: its 95% interval.</p>",
             '<div class="wide">' + trials_table(ctx.trials).html() + "</div>"]
 
 
@@ -198,100 +190,35 @@ def _spec(ctx: Context) -> list[Part]:
 
 
 SECTIONS: list[tuple[str, str, Callable[[Context], list[Part]]]] = [
+    ("top", "Top trials: which are within noise of the best", _top),
     ("history", "Optimisation history", _history),
     ("importances", "Parameter importances", _importance),
     ("intermediate", "Intermediate values (pruning)", _intermediate),
     ("parallel", "Parallel coordinates", _parallel),
     ("slice", "Slices", _slice),
     ("contours", "Contours of the most important parameters", _contours),
-    ("eer-model", "EER by architecture", _eer_by("model", "model")),
-    ("eer-loss", "EER by loss", _eer_by("loss", "loss")),
+    ("eer-by-choice", "EER by choice (architecture, loss, optimizer, ...)", _choices),
     ("roc-det", "ROC and DET of the best run", _roc_det),
     ("trials", "Trials", _trials),
     ("spec", "Study spec", _spec),
 ]
 
 
-# ---------------------------------------------------------------- tables and figures
+# ---------------------------------------------------------------- tables
 
-def config_value(t: FrozenTrial, key: str) -> Any:
-    """A TrainConfig field of the trial: its stored config, else its params."""
-    return TrialRecord.of(t).config.get(key, t.params.get(key))
-
-
-def eer_table(complete: list[FrozenTrial], key: str, label: str) -> Table:
-    groups: dict[str, list[float]] = {}
-    for t in complete:
-        value = config_value(t, key)
-        groups.setdefault("?" if value is None else str(value), []).append(t.value)
-    rows = [[name, min(v), statistics.median(v), len(v)] for name, v in groups.items()]
-    return Table([label, "best val EER %", "median val EER %", "complete trials"],
-                 sorted(rows, key=lambda r: (r[1], r[0])))
-
-
-def best_reached(t: FrozenTrial) -> tuple[float | None, int | None]:
-    """The trial's best val EER and its epoch: the objective value, else the best epoch reported."""
-    best_epoch = TrialRecord.of(t).best_epoch
-    if t.value is not None:
-        return t.value, best_epoch
-    if not t.intermediate_values:
-        return None, best_epoch
-    step = min(t.intermediate_values, key=lambda s: (t.intermediate_values[s], s))
-    return t.intermediate_values[step], step
-
-
-def trials_table(trials: list[FrozenTrial]) -> Table:
-    names = list(dict.fromkeys(k for t in trials for k in t.params))
-    table = Table(["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds", "device",
-                   *names, "pruned_by", "reason"])
-    for t in trials:
-        value, epoch = best_reached(t)
-        r = TrialRecord.of(t)
-        seconds = r.seconds if r.seconds is not None else trial_duration(t)
-        table.rows.append([t.number, t.state.name, value, epoch, epoch_of(t), r.param_count, seconds, r.device,
-                           *(t.params.get(k) for k in names), r.pruned_by, r.reason])
+def top_table(ranked: list[Ranked]) -> Table:
+    """The top trials with intervals and their gap to the best (``noise.rank_top``)."""
+    table = Table(["rank", "trial", "val EER [95% CI]", "vs best (points)", "P(best is better)", "comparison",
+                   "verdict"])
+    for r in ranked:
+        g = r.gap
+        table.rows.append([r.rank + 1, r.trial.number, eer_text(r.trial), str(g) if g else "",
+                           "" if g is None or g.p_ref_better is None else f"{g.p_ref_better:.2f}",
+                           g.method if g else "", r.verdict])
     return table
 
 
-def roc_figure(labels: np.ndarray, scores: np.ndarray, title: str) -> go.Figure:
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(labels, scores)
-    fig = go.Figure([go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC"),
-                     go.Scatter(x=[0, 1], y=[1, 0], mode="lines", name="EER line (FNR = FPR)",
-                                line={"dash": "dot", "color": "gray"})])
-    fig.update_layout(title=title, xaxis_title="false positive rate", yaxis_title="true positive rate",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1])
-    return fig
-
-
-def det_figure(labels: np.ndarray, scores: np.ndarray, title: str) -> go.Figure:
-    """Miss rate against false-alarm rate on normal-deviate axes, where Gaussian scores give straight lines."""
-    from scipy.stats import norm
-    from sklearn.metrics import det_curve
-
-    fpr, fnr, _ = det_curve(labels, scores)
-
-    def deviate(p: Any) -> np.ndarray:
-        return norm.ppf(np.clip(p, DET_CLIP, 1 - DET_CLIP))
-
-    ticks = {"tickvals": deviate(np.array(DET_TICKS)), "ticktext": [f"{100 * p:g}%" for p in DET_TICKS]}
-    edge = deviate(np.array([DET_CLIP, 1 - DET_CLIP]))
-    fig = go.Figure([go.Scatter(x=deviate(fpr), y=deviate(fnr), mode="lines", name="DET"),
-                     go.Scatter(x=edge, y=edge, mode="lines", name="EER line (FNR = FPR)",
-                                line={"dash": "dot", "color": "gray"})])
-    fig.update_layout(title=title, xaxis={"title": "false positive rate", **ticks},
-                      yaxis={"title": "false negative rate", **ticks})
-    return fig
-
-
 # ---------------------------------------------------------------- page
-
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.2em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.note{color:#666;font-style:italic}
-.wide{overflow-x:auto}nav a{margin-right:1em}h2{border-bottom:1px solid #ddd;margin-top:2em}"""
-
 
 def _header(ctx: Context) -> str:
     s = ctx.study
@@ -308,12 +235,13 @@ def _header(ctx: Context) -> str:
         parts.append('<p class="note">No complete trial yet: no best trial.</p>')
     else:
         count = TrialRecord.of(best).param_count
-        parts.append(f"<p><b>Best trial {best.number}</b>: val EER {best.value:.2f}%"
-                     + (f", {count:,} parameters" if count else "") + "</p>")
+        parts.append(f"<p><b>Best trial {best.number}</b>: val EER {eer_text(best)}"
+                     + (f", {count:,} parameters" if count else "")
+                     + " (95% interval: identity bootstrap of the val list)</p>")
         params = Table(["parameter", "value"], [[k, v] for k, v in best.params.items()])
         parts.append(params.html() if best.params else "")
     if retrained := s.user_attrs.get(RETRAIN):
-        parts.append(f"<p>Retrained trial {retrained.get('trial')}: val EER {retrained.get('val_eer', math.nan):.2f}%, "
+        parts.append(f"<p>Retrained trial {retrained.get('trial')}: val EER {retrain_text(retrained)}, "
                      f"model {html.escape(str(retrained.get('best_pt', '')))}</p>")
     nav = "".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in SECTIONS)
     return "\n".join(parts) + f"\n<nav>{nav}</nav>"
@@ -321,38 +249,16 @@ def _header(ctx: Context) -> str:
 
 def write_report(study: optuna.Study, out: Path) -> Path:
     """Write ``out/report.html`` with its figures and tables beside it; return the page's path."""
-    out = Path(out)
-    figures = out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+    page = Page(out)
     ctx = Context(study)
-
     record = trials_table(ctx.trials)
-    record.write_csv(out / "trials.csv")
-    (out / "trials.md").write_text(f"# Trials of study {study.study_name}\n\n" + record.markdown())
-    for key in ("model", "loss"):
-        eer_table(ctx.complete, key, key).write_csv(out / f"eer_by_{key}.csv")
+    record.write_csv(page.out / "trials.csv")
+    (page.out / "trials.md").write_text(f"# Trials of study {study.study_name}\n\n" + record.markdown())
+    for key in dict.fromkeys(["model", "loss", *ctx.choices()]):   # model and loss: always, as before
+        choice = ctx.choices().get(key) or ByChoice(key, [])
+        choice.csv_table().write_csv(page.out / f"eer_by_{key}.csv")
 
-    body, library_inlined = [_header(ctx)], False
+    page.add(_header(ctx))
     for key, title, build in SECTIONS:
-        body.append(f'<h2 id="{key}">{html.escape(title)}</h2>')
-        try:
-            parts = build(ctx)
-        except Skip as e:
-            body.append(f'<p class="note">{html.escape(str(e))}</p>')
-            continue
-        for part in parts:
-            if isinstance(part, str):
-                body.append(part)
-                continue
-            part.figure.write_html(figures / f"{part.name}.html", include_plotlyjs="directory")
-            body.append(part.figure.to_html(full_html=False, include_plotlyjs=not library_inlined,
-                                            div_id=f"fig-{part.name}"))
-            library_inlined = True
-
-    page = out / "report.html"
-    tmp = page.with_suffix(".tmp")
-    tmp.write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>facesearch report: "
-                   f"{html.escape(study.study_name)}</title><style>{CSS}</style></head><body>\n"
-                   + "\n".join(body) + "\n</body></html>\n")
-    tmp.replace(page)   # a reader never sees half a page
-    return page
+        page.section(key, title, lambda: build(ctx))
+    return page.write("report.html", f"facesearch report: {study.study_name}")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..record import TrialRecord, best_trial
+from .noise import eer_text
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -88,13 +89,15 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
     trials = study.get_trials(deepcopy=False)
     best = best_trial(study)
     table = Table(title=title or f"study {study.study_name}", title_justify="left")
-    for col, just in (("#", "right"), ("state", "left"), ("val EER %", "right"), ("epochs", "right"),
-                      ("params", "right"), ("time", "right"), ("hyper-parameters", "left"), ("reason", "left")):
+    for col, just in (("#", "right"), ("state", "left"), ("val EER [95% CI]", "right"), ("epochs", "right"),
+                      ("params", "right"), ("time", "right"), ("hyper-parameters", "left"),
+                      ("reason", "left")):
         table.add_column(col, justify=just, overflow="fold")
     shown = trials if limit is None else trials[-limit:]
     for t in shown:
-        eer = f"{t.value:.2f}" if t.value is not None else (
-            f"({t.intermediate_values[epoch_of(t)]:.2f})" if t.intermediate_values else "")
+        eer = eer_text(t)
+        if t.state != TrialState.COMPLETE and eer:
+            eer = f"({eer})"   # stopped early: the best epoch it reached
         state = state_of(t)
         style = "bold green" if best is not None and t.number == best.number else None
         count = TrialRecord.of(t).param_count
@@ -106,7 +109,8 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
 def studies_table(storage: optuna.storages.BaseStorage) -> Table:
     """One row per study in the storage: trial counts by state and the best val EER."""
     table = Table(title="studies")
-    for col in ("study", "trials", "complete", "pruned", "running", "failed", "best val EER %", "best #"):
+    for col in ("study", "trials", "complete", "pruned", "running", "failed", "best val EER [95% CI]",
+                "best #"):
         table.add_column(col)
     for name in sorted(optuna.get_all_study_names(storage)):
         study = optuna.load_study(study_name=name, storage=storage)
@@ -114,7 +118,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> Table:
         c = counts(trials)
         best = best_trial(study)
         table.add_row(name, str(len(trials)), str(c["complete"]), str(pruned(c)),
-                      str(c.get("running", 0)), str(c.get("failed", 0)), f"{best.value:.2f}" if best else "",
+                      str(c.get("running", 0)), str(c.get("failed", 0)), eer_text(best) if best else "",
                       str(best.number) if best else "")
     return table
 
@@ -132,7 +136,7 @@ def summary_line(study: optuna.Study, n_trials: int | None) -> str:
 
 def best_lines(study: optuna.Study, t: FrozenTrial) -> list[str]:
     r = TrialRecord.of(t)
-    return [f"best trial {t.number} of study {study.study_name}: val EER {t.value:.2f}%",
+    return [f"best trial {t.number} of study {study.study_name}: val EER {eer_text(t)}",
             f"  parameters {r.param_count or 0:,} (best epoch {r.best_epoch if r.best_epoch is not None else '?'})",
             *(f"  {k}: {v}" for k, v in t.params.items())]
 
@@ -156,7 +160,8 @@ def trial_json(t: FrozenTrial) -> dict:
     r = TrialRecord.of(t)
     return {"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": dict(t.params),
             "param_count": r.param_count, "best_epoch": r.best_epoch, "epochs_run": epoch_of(t),
-            "seconds": r.seconds, "pruned_by": r.pruned_by, "reason": r.reason}
+            "seconds": r.seconds, "pruned_by": r.pruned_by, "reason": r.reason,
+            "val_eer_ci": list(r.val_eer_ci) if r.val_eer_ci else None}
 
 
 def studies_json(storage: optuna.storages.BaseStorage) -> list[dict]:
