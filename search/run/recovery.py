@@ -68,7 +68,7 @@ def recover_dead_trials(study: optuna.Study, pids: set[int] | None = None, reaso
         owner_host, _, pid = owner.rpartition(":")
         if t.state == TrialState.RUNNING and owner_host == host and pid.isdigit():
             if (pids is not None and int(pid) in pids) or (pids is None and not process_alive(int(pid))):
-                study.tell(t.number, state=TrialState.FAIL)
+                fail_with_reason(study, t, f"{reason} (pid {pid})")   # the record says why, as any failure
                 log(f"trial {t.number}: {reason} (pid {pid}); marked failed and queued again")
                 requeue(study, t)
                 recovered.append(t.number)
