@@ -20,7 +20,7 @@ import torch
 from . import checkpoint
 from .augment import build_augment
 from .config import TrainConfig
-from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, load_images, readable
+from .data import IdentityFolder, PairList, cache_size, load_images, readable, training_set
 from .errors import ConfigError, DataError, NonFiniteLoss
 from .evaluate import Verifier, autocast_for
 from .loader import BatchLoader
@@ -93,22 +93,26 @@ class Trainer:
         self.verifier = Verifier(PairList.read(c.val_path, c.val_list, c.max_val_pairs), c.resolution, c.cache_dir,
                                  progress)
 
-        n_classes = len(self.train_set.classes)
+        train = training_set(self.train_set.labels, c.batch_size, c.n_per_class, c.max_img_per_cls, c.seed,
+                             c.max_identities, good)
+        n_classes = train.n_classes
+        if n_classes < len(self.train_set.classes):
+            self.log(f"training on {n_classes} of the {len(self.train_set.classes)} identities (max_identities)")
         self.model = build_model(c).to(self.device)
         self.criterion = build_loss(c, n_classes).to(self.device)
         need = getattr(self.criterion, "min_per_class", 1)
         if c.n_per_class < need:
             raise ConfigError(f"loss {c.loss!r} needs n_per_class >= {need} (got {c.n_per_class}); set n_per_class={need}")
-        batch = min(c.batch_size, n_classes)
+        batch = train.sampler.batch_size
         if batch < c.batch_size:
             self.log(f"batch_size {c.batch_size} > {n_classes} identities in {c.train_path}: using {batch}")
-        self.sampler = ClassBalancedSampler(self.train_set.labels, batch, c.n_per_class, c.max_img_per_cls, c.seed, good)
+        self.sampler = train.sampler
         self.steps = len(self.sampler)
         if self.steps == 0:
             raise DataError(f"{c.train_path}: too few images for one batch of {batch} identities x {c.n_per_class}")
         cuda = self.device.type == "cuda"
         self.augment = build_augment(c)
-        self.loader = BatchLoader(images.array, self.train_set.labels, self.sampler, c.resolution, self.augment.flip,
+        self.loader = BatchLoader(images.array, train.labels, self.sampler, c.resolution, self.augment.flip,
                                   c.workers, pin=cuda)
         self.channels_last = cuda and c.channels_last
         if self.channels_last:

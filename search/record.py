@@ -26,6 +26,9 @@ WORKER = "worker"                # host:pid of the process running the trial
 PRUNE_REASON = "prune_reason"
 PRUNED_BY = "pruned_by"          # which rule pruned it: one of PRUNE_RULES
 FAIL_REASON = "fail_reason"
+ESTIMATE = "estimate"            # the cost estimate made before training (search.cost.estimate.Estimate)
+PROBE_SECONDS = "probe_seconds"  # time this trial spent measuring an uncalibrated point (counts as spent)
+PROMOTED_FROM = "promoted_from"  # a promoted trial's proxy: {"study", "trial", "value"}
 
 # ---------------------------------------------------------------- study user attributes
 SIGNATURE = "facesearch:signature"   # hash of the spec as written: one space per study name
@@ -33,10 +36,16 @@ SPEC = "facesearch:spec"             # the spec as JSON (StudySpec.to_json)
 DESCRIPTION = "description"
 RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
 
+# ---------------------------------------------------------------- the calibration (a study of its own)
+CALIBRATION_STUDY = "facesearch:calibration"   # never a spec's name (specs allow no ':')
+SPEED_KEY = "speed_key"              # a probe trial's device + speed_key, as sorted JSON
+SPEED = "speed"                      # facenet.probe.Speed as a dict, once measured
+
 # the rules that prune a trial, as stored under PRUNED_BY
 CAP = "cap"                          # over the parameter cap: never trained
 NON_FINITE = "non-finite loss"
 INTERRUPTED = "interrupted"          # fail_reason prefix of trials stopped by a signal: retried on resume
+BUDGET = "budget"                    # fail_reason prefix of a trial whose estimate did not fit what was left
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,9 @@ class TrialRecord:
     worker: str | None = None
     pruned_by: str | None = None
     reason: str = ""                 # why it was pruned or failed
+    estimate: dict[str, Any] = field(default_factory=dict)
+    probe_seconds: float = 0.0
+    promoted_from: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, t: FrozenTrial) -> "TrialRecord":
@@ -67,12 +79,18 @@ class TrialRecord:
                    param_count=a.get(PARAM_COUNT), history=a.get(HISTORY) or [], device=a.get(DEVICE),
                    seconds=a.get(SECONDS), best_epoch=a.get(BEST_EPOCH), resumed=a.get(RESUMED),
                    retry_of=None if retry is None else int(retry), worker=a.get(WORKER), pruned_by=a.get(PRUNED_BY),
-                   reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "")
+                   reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "", estimate=a.get(ESTIMATE) or {},
+                   probe_seconds=a.get(PROBE_SECONDS) or 0.0, promoted_from=a.get(PROMOTED_FROM) or {})
 
     @property
     def trained(self) -> bool:
         """False for a trial that never trained (pruned by the cap before any data was read)."""
         return self.pruned_by != CAP
+
+    @property
+    def spent(self) -> float:
+        """Seconds of compute this trial used (training and any probe it ran), 0 before it ends."""
+        return (self.seconds or 0.0) + self.probe_seconds
 
     @property
     def origin(self) -> int:

@@ -78,15 +78,20 @@ def study_status(
     storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
     last: Optional[int] = typer.Option(None, help="Show only the last N trials."),
 ) -> None:
-    """A table of the study's trials (state, EER, params, parameter count, prune reason) and the time left."""
+    """A table of the study's trials (state, EER, params, parameter count, time and its estimate, prune reason),
+    the time left, GPU-hours spent and left under a budget, and successive-halving rungs."""
     from ..record import stored_spec
     from ..storage import load_study, open_storage
+    from ..view.rungs import rung_rows, rungs_table
     from ..view.status import console as make_console, summary_line, trials_table
 
     study = load_study(name, open_storage(storage), storage)
     console = make_console()
     console.print(trials_table(study, limit=last))
-    console.print(summary_line(study, stored_spec(study).get("n_trials")))
+    spec = stored_spec(study)
+    console.print(summary_line(study, spec.get("n_trials"), spec.get("hours")))
+    if rows := rung_rows(study, spec.get("pruner") or {}, spec.get("epochs")):
+        console.print(rungs_table(rows, f"rungs of the {spec['pruner']['name']} pruner (epochs)"))
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from ..cost.budget import CostGuard
 from ..record import FAIL_REASON, INTERRUPTED, WORKER
 from ..spec import StudySpec, build_pruner, build_sampler
 from ..storage import open_storage, runs_root
@@ -42,19 +43,22 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
                               pruner=build_pruner(spec))
     timeout = timeout if timeout is not None else spec.timeout
     runs = runs_root(url)
-    return optimize_until(study, Objective(spec, runs, device, log),
-                          n_trials if n_trials is not None else spec.n_trials,
+    objective = Objective(spec, runs, device, log)
+    return optimize_until(study, objective, n_trials if n_trials is not None else spec.n_trials,
                           time.time() + timeout if timeout else None, log,
-                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints))
+                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
+                          before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
 
 
 def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
                    deadline: float | None = None, log: Callable[[str], None] = print,
-                   after_trial: Callable[[], object] = lambda: None) -> int:
+                   after_trial: Callable[[], object] = lambda: None,
+                   before_trial: Callable[[optuna.Trial], None] = lambda trial: None) -> int:
     """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
 
     Each trial records the process running it, so a supervisor (or a later worker on this
-    host) can tell a dead worker's trial from a live one. SIGTERM / SIGINT fail the running
+    host) can tell a dead worker's trial from a live one. ``before_trial`` sees each new trial
+    first (the cost estimate and GPU-hour budget) and may raise ``BudgetSpent`` to stop here. SIGTERM / SIGINT fail the running
     trial with the reason (it resumes on the next run) and exit with status 130.
     """
     me = f"{socket.gethostname()}:{os.getpid()}"
@@ -65,6 +69,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         if n_trials is not None and over_budget(study, trial.number, n_trials):
             trial.set_user_attr(FAIL_REASON, "budget already spent when this trial started (not run)")
             raise BudgetSpent()
+        before_trial(trial)
         return objective(trial)
 
     def stop(signum, _frame):

@@ -57,11 +57,12 @@ def _points(space: dict[str, ParamSpec], names: list[str], fixed: dict[str, Any]
     return walk(0, {})
 
 
-def _needed(space: dict[str, ParamSpec]) -> list[str]:
-    """The shaping params in the space plus every param their ``when`` depends on, in dependency order."""
+def _needed(space: dict[str, ParamSpec], fields: tuple[str, ...] | None = None) -> list[str]:
+    """The params of ``fields`` (default: the shaping ones) in the space plus every param their ``when``
+    depends on, in dependency order."""
     from facenet.models.registry import SHAPE_FIELDS
 
-    needed, todo = set(), [n for n in SHAPE_FIELDS if n in space]
+    needed, todo = set(), [n for n in (fields or SHAPE_FIELDS) if n in space]
     while todo:
         name = todo.pop()
         if name not in needed:
@@ -96,3 +97,11 @@ def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
     if best is None:
         raise SpecError.at(spec.source, "space", f"no configuration in the space builds a model: {error}")
     return best
+
+
+def combinations(space: dict[str, ParamSpec], fixed: dict[str, Any], fields: tuple[str, ...],
+                 limit: int = MAX_COMBOS) -> list[dict[str, Any]]:
+    """Every combination of the values ``fields`` can take in the space (with the params their ``when``
+    depends on; continuous ranges at their endpoints, as for the parameter count), at most ``limit``."""
+    names = _needed(space, fields)
+    return list(itertools.islice(_points(space, names, fixed, False), limit))

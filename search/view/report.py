@@ -29,6 +29,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from ..record import DESCRIPTION, RETRAIN, TrialRecord, best_trial, stored_spec
+from .proxy import proxy_pairs, spearman
 from .status import counts, epoch_of, trial_duration
 TARGET = "val EER %"
 DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99)
@@ -183,6 +184,32 @@ def _roc_det(ctx: Context) -> list[Part]:
             Fig("roc", roc_figure(labels, scores, title)), Fig("det", det_figure(labels, scores, title))]
 
 
+def _proxy(ctx: Context) -> list[Part]:
+    pairs = proxy_pairs(ctx.trials)
+    if not pairs:
+        raise Skip("no complete promoted trial: this study does not re-run a proxy's best (from: {study, top})")
+    study = TrialRecord.of(next(t for t in ctx.trials if t.number == pairs[0][0])).promoted_from.get("study", "?")
+    rho = spearman([p[2] for p in pairs], [p[3] for p in pairs])
+    verdict = (f"Spearman rank correlation of proxy and full-fidelity val EER over {len(pairs)} promoted trials: "
+               + (f"<b>{rho:.2f}</b> (1: the proxy ranks them as full fidelity does; near 0 or below: it does not)"
+                  if not math.isnan(rho) else "undefined (needs 3 trials and EERs that differ)"))
+    rows = sorted(pairs, key=lambda p: p[3])
+    table = Table(["trial", f"{study} trial", "proxy val EER %", "full val EER %"], [list(p) for p in rows])
+    return [f"<p>{verdict}</p>", table.html()]
+
+
+def _rungs(ctx: Context) -> list[Part]:
+    from .rungs import rung_rows
+
+    spec = stored_spec(ctx.study)
+    rows = rung_rows(ctx.study, spec.get("pruner") or {}, spec.get("epochs"))
+    if not rows:
+        raise Skip("the study's pruner has no rungs (only successive_halving and hyperband do)")
+    keys = ("bracket", "rung", "epoch", "reached", "went_on", "stopped")
+    return [Table(["bracket", "rung", "epoch", "reached", "went on", "pruned there"],
+                  [[r[k] for k in keys] for r in rows]).html()]
+
+
 def _trials(ctx: Context) -> list[Part]:
     if not ctx.trials:
         raise Skip("the study has no trials yet")
@@ -202,12 +229,14 @@ SECTIONS: list[tuple[str, str, Callable[[Context], list[Part]]]] = [
     ("history", "Optimisation history", _history),
     ("importances", "Parameter importances", _importance),
     ("intermediate", "Intermediate values (pruning)", _intermediate),
+    ("rungs", "Rungs (successive halving, Hyperband)", _rungs),
     ("parallel", "Parallel coordinates", _parallel),
     ("slice", "Slices", _slice),
     ("contours", "Contours of the most important parameters", _contours),
     ("eer-model", "EER by architecture", _eer_by("model", "model")),
     ("eer-loss", "EER by loss", _eer_by("loss", "loss")),
     ("roc-det", "ROC and DET of the best run", _roc_det),
+    ("proxy", "Proxy vs full fidelity", _proxy),
     ("trials", "Trials", _trials),
     ("spec", "Study spec", _spec),
 ]
@@ -243,13 +272,14 @@ def best_reached(t: FrozenTrial) -> tuple[float | None, int | None]:
 
 def trials_table(trials: list[FrozenTrial]) -> Table:
     names = list(dict.fromkeys(k for t in trials for k in t.params))
-    table = Table(["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds", "device",
-                   *names, "reason"])
+    table = Table(["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds", "estimate_s",
+                   "device", *names, "reason"])
     for t in trials:
         value, epoch = best_reached(t)
         r = TrialRecord.of(t)
         seconds = r.seconds if r.seconds is not None else trial_duration(t)
-        table.rows.append([t.number, t.state.name, value, epoch, epoch_of(t), r.param_count, seconds, r.device,
+        table.rows.append([t.number, t.state.name, value, epoch, epoch_of(t), r.param_count, seconds,
+                           r.estimate.get("seconds"), r.device,
                            *(t.params.get(k) for k in names), r.reason])
     return table
 
