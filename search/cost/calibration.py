@@ -177,6 +177,7 @@ class SharedCalibration:
 
     def _claim_or_wait(self, study: optuna.Study, point: str, config: TrainConfig) -> tuple[dict, float]:
         mine: optuna.Trial | None = None   # our claim
+        waiting_for: int | None = None
         deadline = time.time() + self.wait_limit
         while True:
             trials = study.get_trials(deepcopy=False)
@@ -204,6 +205,9 @@ class SharedCalibration:
                 self._give_up(study, mine.number, f"trial {claims[0]} measures this point")
                 mine = None
             owner = next(t for t in entries if t.number == claims[0])
+            if owner.number != waiting_for:
+                waiting_for = owner.number
+                self.log(f"waiting for {owner.user_attrs.get(WORKER, 'another worker')} to measure this point")
             if self._dead(owner) or time.time() > deadline:
                 self._give_up(study, owner.number, "its worker is gone" if self._dead(owner) else "took too long")
                 deadline = time.time() + self.wait_limit

@@ -246,7 +246,7 @@ def fit_plan(phases: list[Phase], hours: float) -> list[str]:
     elif at(0.0, "epochs") <= budget:
         _bisect(lambda s: at(s, "epochs") <= budget)
     else:
-        raise PlanOverBudget(f"even one trial of one epoch per phase needs {total_seconds(phases) / 3600:.2f} "
+        raise PlanOverBudget(f"even one trial of one epoch per phase needs {hours_text(total_seconds(phases))} "
                              f"GPU-hours, over the {hours:g}-hour budget; drop phases or lower their fidelity")
     changes = [f"{p.name}: {'top' if p.spec.from_ and p.spec.from_.top else 'n_trials'} {wanted[p.name]} -> {p.trials}"
                for p in phases if p.trials != wanted[p.name]]
@@ -265,6 +265,12 @@ def _bisect(fits) -> None:
 
 
 # ------------------------------------------------------------------ the table
+def hours_text(seconds: float) -> str:
+    """GPU-hours to two decimals, or three significant digits below 0.1 (CPU-sized test plans)."""
+    h = seconds / 3600
+    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.3g}"
+
+
 def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
     from rich.table import Table
 
@@ -278,13 +284,13 @@ def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
                                                                         if p.spec.from_.top else "")
         approx = sum(q.approximate for q in p.points)
         table.add_row(p.name, source, str(p.trials), p.epochs(), p.shown("resolution"), p.shown("max_identities"),
-                      f"{p.seconds() / 3600:.2f}" + ("~" if approx else ""), f"{p.wall_seconds(gpus) / 3600:.2f}",
-                      f"{running / 3600:.2f}")
+                      hours_text(p.seconds()) + ("~" if approx else ""), hours_text(p.wall_seconds(gpus)),
+                      hours_text(running))
     total, wall = total_seconds(phases), sum(p.wall_seconds(gpus) for p in phases)
     table.add_section()
-    verdict = "fits" if total <= hours * 3600 else f"{(total - hours * 3600) / 3600:.2f} over"
-    table.add_row("total", "", str(sum(p.trials for p in phases)), "", "", "", f"{total / 3600:.2f}",
-                  f"{wall / 3600:.2f}", f"{verdict} ({hours:g})")
+    verdict = "fits" if total <= hours * 3600 else f"{hours_text(total - hours * 3600)} over"
+    table.add_row("total", "", str(sum(p.trials for p in phases)), "", "", "", hours_text(total),
+                  hours_text(wall), f"{verdict} ({hours:g})")
     return table
 
 
@@ -303,5 +309,5 @@ def run_plan(paths: list[Path], hours: float, gpus: int, table: CalibrationTable
         echo(f"fit: {line}")
     total = total_seconds(phases)
     if total > hours * 3600:
-        raise PlanOverBudget(f"the plan needs {total / 3600:.2f} GPU-hours, {(total - hours * 3600) / 3600:.2f} "
+        raise PlanOverBudget(f"the plan needs {hours_text(total)} GPU-hours, {hours_text(total - hours * 3600)} "
                              f"over the {hours:g}-hour budget; lower trials or fidelity, or rerun with --fit")

@@ -169,11 +169,14 @@ def _parse_hours(r: Reader, raw: Any) -> float | None:
     hours = r.mapping(raw, "budget").get("hours")
     if hours is None:
         return None
+    if isinstance(hours, (int, float)) and not isinstance(hours, bool):
+        if not 0 < hours < float("inf"):
+            r.fail("budget.hours", f"must be > 0 GPU-hours, got {hours}")
+        return float(hours)
     try:
-        return parse_duration(f"{hours}h" if isinstance(hours, (int, float)) and not isinstance(hours, bool)
-                              else hours) / 3600
+        return parse_duration(hours) / 3600
     except SpecError as e:
-        r.fail("budget.hours", f"{e} (a number means hours)")
+        r.fail("budget.hours", f"{e}; a plain number means hours")
 
 
 def _parse_budget(r: Reader, raw: Any) -> tuple[int | None, float | None, int | None]:
