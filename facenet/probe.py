@@ -74,8 +74,13 @@ def _sync(device: torch.device) -> None:
 
 
 def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int = 512,
-          log: Callable[[str], None] = lambda m: None) -> Speed:
-    """Measure ``config`` on this machine: seconds of setup, training and evaluation images/s."""
+          log: Callable[[str], None] = lambda m: None, min_seconds: float = 1.0) -> Speed:
+    """Measure ``config`` on this machine: seconds of setup, training and evaluation images/s.
+
+    At least ``steps`` steps and ``min_seconds`` of them are timed (tiny models on a CPU take
+    milliseconds a step: a longer window averages over other load); evaluation is timed over
+    at least ``min_seconds / 2``.
+    """
     from . import checkpoint
     from .data import IdentityFolder, PairList, cache_size, load_images
     from .evaluate import embed
@@ -93,8 +98,8 @@ def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int
         trainer = Trainer(c, log=lambda m: None)
         setup = time.perf_counter() - start
         try:
-            train_rate, timed = _train_rate(trainer, steps, warmup)
-            eval_rate = _eval_rate(trainer, embed, eval_images)
+            train_rate, timed = _train_rate(trainer, steps, warmup, min_seconds)
+            eval_rate = _eval_rate(trainer, embed, eval_images, min_seconds / 2)
             start = time.perf_counter()
             checkpoint.save_atomic(trainer._state(), Path(tmp) / "last.pt")
             checkpoint.save_atomic({"model": trainer.model.state_dict(), "config": c.to_dict()}, Path(tmp) / "best.pt")
@@ -107,13 +112,14 @@ def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int
     return speed
 
 
-def _train_rate(trainer, steps: int, warmup: int) -> tuple[float, int]:
-    """Images/s of ``steps`` optimisation steps after ``warmup`` untimed ones, crossing epochs if needed."""
+def _train_rate(trainer, steps: int, warmup: int, min_seconds: float) -> tuple[float, int]:
+    """Images/s of at least ``steps`` optimisation steps (and ``min_seconds``) after ``warmup`` untimed
+    ones, crossing epochs if needed; (rate, steps timed)."""
     trainer.model.train()
     trainer.criterion.train()
     warmup = max(1, warmup)
     done, images, start, epoch = 0, 0, 0.0, 0
-    while done < warmup + steps:
+    while True:
         trainer.sampler.set_epoch(epoch)
         for x, y in trainer.loader:
             loss = trainer.step(x, y)
@@ -123,21 +129,23 @@ def _train_rate(trainer, steps: int, warmup: int) -> tuple[float, int]:
                 start = time.perf_counter()
             elif done > warmup:
                 images += len(y)
-            if done == warmup + steps:
-                break
+                if done - warmup >= steps and time.perf_counter() - start >= min_seconds:
+                    float(loss)
+                    _sync(trainer.device)
+                    return images / (time.perf_counter() - start), done - warmup
         epoch += 1
-    float(loss)
-    _sync(trainer.device)
-    return images / (time.perf_counter() - start), steps
 
 
-def _eval_rate(trainer, embed, n: int) -> float:
+def _eval_rate(trainer, embed, n: int, min_seconds: float) -> float:
+    """Images/s embedding up to ``n`` val images, passes repeated for at least ``min_seconds``."""
     images = trainer.verifier.images[:n]
     c = trainer.config
     embed(trainer.model, images[: min(len(images), c.eval_batch)], c.resolution, trainer.device, c.eval_batch,
           trainer.channels_last)   # warm-up: the first batch pays for allocation and kernel selection
     _sync(trainer.device)
-    start = time.perf_counter()
-    embed(trainer.model, images, c.resolution, trainer.device, c.eval_batch, trainer.channels_last)
-    _sync(trainer.device)
-    return len(images) / (time.perf_counter() - start)
+    start, done = time.perf_counter(), 0
+    while not done or time.perf_counter() - start < min_seconds:
+        embed(trainer.model, images, c.resolution, trainer.device, c.eval_batch, trainer.channels_last)
+        _sync(trainer.device)
+        done += len(images)
+    return done / (time.perf_counter() - start)

@@ -116,7 +116,8 @@ def test_successive_halving_rungs_are_reported(synth_data, tmp_path):
 def test_plan_exits_2_over_budget_and_fit_fits(phases):
     out = phases["tmp"] / "calibration.json"
     table = calibrate([phases["proxy"], phases["full"]], open_storage(str(phases["tmp"] / "c.journal")),
-                      device="cpu", out=out, steps=2, warmup=1, eval_images=32, log=lambda m: None)
+                      device="cpu", out=out, steps=2, warmup=1, eval_images=32, log=lambda m: None,
+                      min_seconds=0.2)
     assert len(table.entries) == 4 and out.exists()   # 2 widths x 2 resolutions
     specs = [str(phases["full"]), str(phases["proxy"])]   # any order: from: sets it
     fits = cli("plan", *specs, "--hours", "1", "--calibration", str(out))

@@ -21,6 +21,7 @@ def calibrate(
     steps: int = typer.Option(5, help="Timed training steps per point."),
     warmup: int = typer.Option(2, help="Untimed steps first."),
     eval_images: int = typer.Option(512, help="Val images embedded to time evaluation."),
+    min_seconds: float = typer.Option(1.0, help="Time at least this long per point (more steps when they are fast)."),
 ) -> None:
     """Measure training and evaluation speed of every point the studies can draw; workers reuse it."""
     from ..cost.calibrate import KEY_SETS, calibrate as measure
@@ -29,7 +30,8 @@ def calibrate(
 
     if keys not in KEY_SETS:
         raise CalibrationError(f"--keys {keys!r}: use one of {', '.join(KEY_SETS)}")
-    table = measure(spec_paths, open_storage(storage), device, out, data, keys, steps, warmup, eval_images, echo)
+    table = measure(spec_paths, open_storage(storage), device, out, data, keys, steps, warmup, eval_images, echo,
+                    min_seconds)
     echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}")
 
 

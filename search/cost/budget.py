@@ -10,6 +10,7 @@ those that has not recorded its estimate yet), and every later trial counts it.
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 import time
 from typing import Callable
 
@@ -19,13 +20,15 @@ from optuna.trial import TrialState
 from facenet.config import TrainConfig
 from facenet.errors import UserError
 
-from ..record import BUDGET, ESTIMATE, FAIL_REASON, PROBE_SECONDS
+from ..record import BUDGET, ESTIMATE, FAIL_REASON, PROBE_SECONDS, TrialRecord
 from ..run.study import BudgetSpent
 from ..spec import StudySpec
 from .calibration import SharedCalibration
 from .datasize import DataSizes
 from .estimate import Estimate, estimate
 from .spend import fmt_hours, running_cost, spent_seconds
+
+RECENT = 5   # trials of the same point whose measured pace corrects the next estimate
 
 def committed_before(study: optuna.Study, number: int, wait_limit: float, poll: float) -> float:
     """Seconds spent or committed by every trial but the running ones numbered ``number`` or later."""
@@ -63,14 +66,28 @@ class CostGuard:
             if count_params(config) > self.spec.param_cap:
                 return None
             speed, probed = self.calibration.speed_for(config)
-            cost = estimate(config, speed, self.sizes)
+            cost = estimate(config, speed, self.sizes, point=self.calibration.point(config))
         except (UserError, torch.OutOfMemoryError) as e:
             self.log(f"[trial {trial.number}] no cost estimate: {e}")
             return None
+        cost = self.as_recently_measured(cost)
         if probed:
             trial.set_user_attr(PROBE_SECONDS, round(probed, 2))
         trial.set_user_attr(ESTIMATE, cost.to_dict())
         return cost
+
+    def as_recently_measured(self, cost: Estimate) -> Estimate:
+        """The estimate scaled as the study's last ``RECENT`` trials at the same point ran against theirs:
+        the probe is one moment, and on shared machines (or a GPU that heats up) the pace drifts."""
+        ratios = []
+        for t in reversed(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))):
+            r = TrialRecord.of(t)
+            if r.estimate.get("point") == cost.point and r.seconds and t.intermediate_values:
+                past = Estimate.from_dict(r.estimate)
+                ratios.append(r.seconds / (past.for_epochs(len(t.intermediate_values)) / past.scale))
+                if len(ratios) == RECENT:
+                    break
+        return cost.rescaled(statistics.median(ratios), len(ratios)) if ratios else cost
 
     def __call__(self, trial: optuna.Trial) -> None:
         cost = self.estimate(trial)

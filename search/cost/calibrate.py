@@ -76,12 +76,13 @@ def census(paths: list[Path]) -> dict[str, dict]:
 
 def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: str = "auto",
               out: Path | None = None, data: Path | None = None, keys: str = "all", steps: int = 5,
-              warmup: int = 2, eval_images: int = 512, log: Callable[[str], None] = print) -> CalibrationTable:
+              warmup: int = 2, eval_images: int = 512, log: Callable[[str], None] = print,
+              min_seconds: float = 1.0) -> CalibrationTable:
     """Measure what is not measured yet on this device; returns this device's table (also written to ``out``)."""
     from facenet.probe import probe
 
     def measure(config: TrainConfig, say: Callable[[str], None]) -> dict:
-        return probe(config, steps, warmup, eval_images, log=say).to_dict()
+        return probe(config, steps, warmup, eval_images, log=say, min_seconds=min_seconds).to_dict()
 
     shared = SharedCalibration(storage, log, probe=measure)
     configs = probe_points(paths, keys, device, data)

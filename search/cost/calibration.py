@@ -162,11 +162,15 @@ class SharedCalibration:
 
         return device_label(resolve_device(config.device))
 
-    def speed_for(self, config: TrainConfig) -> tuple[dict[str, Any], float]:
-        """(speed of ``config``'s point on this device, seconds this call spent probing it)."""
+    def point(self, config: TrainConfig) -> str:
+        """The calibration point of ``config`` on this device (device and speed key)."""
         from facenet.probe import speed_key
 
-        point = ident(self.device(config), speed_key(config))
+        return ident(self.device(config), speed_key(config))
+
+    def speed_for(self, config: TrainConfig) -> tuple[dict[str, Any], float]:
+        """(speed of ``config``'s point on this device, seconds this call spent probing it)."""
+        point = self.point(config)
         if point in self.known:
             return self.known[point], 0.0
         if self._study is None:

@@ -6,6 +6,7 @@ each x batches, at most ``max_img_per_cls`` per identity, over the ``max_identit
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +23,13 @@ class Estimate:
     setup_s: float
     epoch_s: float                   # training + evaluation + checkpoint writes, per epoch
     rates: str = "measured"          # or how a nearby calibration entry was used
+    point: str = ""                  # the calibration point (device and speed key) it was priced at
+    scale: float = 1.0               # times the calibration's rates: what this point's recent trials showed
+
+    def rescaled(self, factor: float, trials: int) -> "Estimate":
+        """The estimate with its times multiplied by ``factor`` (measured over ``trials`` recent trials)."""
+        return dataclasses.replace(self, setup_s=self.setup_s * factor, epoch_s=self.epoch_s * factor,
+                                   scale=factor, rates=f"{self.rates}, x{factor:.2f} as its last {trials} trials ran")
 
     @property
     def seconds(self) -> float:
@@ -54,9 +62,10 @@ def images_per_epoch(config: TrainConfig, sizes: DataSizes) -> int:
     return _EPOCH_IMAGES[key]
 
 
-def estimate(config: TrainConfig, speed: dict[str, Any], sizes: DataSizes, rates: str = "measured") -> Estimate:
+def estimate(config: TrainConfig, speed: dict[str, Any], sizes: DataSizes, rates: str = "measured",
+             point: str = "") -> Estimate:
     """The cost of training ``config`` to its last epoch at ``speed`` (a ``facenet.probe.Speed`` dict)."""
     n = images_per_epoch(config, sizes)
     val = sizes.val_images(config)
     epoch = n / speed["train_images_per_s"] + val / speed["eval_images_per_s"] + speed["checkpoint_s"]
-    return Estimate(config.epochs, n, val, speed["setup_s"], epoch, rates)
+    return Estimate(config.epochs, n, val, speed["setup_s"], epoch, rates, point)
