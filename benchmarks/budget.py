@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated sampler seeds")
     p.add_argument("--budget", type=float, default=55.0, help="compute seconds per strategy and seed")
-    p.add_argument("--epochs", type=int, default=4, help="full-fidelity epochs")
+    p.add_argument("--epochs", type=int, default=6, help="full-fidelity epochs")
     p.add_argument("--proxy-res", type=int, default=24, help="proxy resolution (full: 32)")
-    p.add_argument("--proxy-ids", type=int, default=30, help="proxy identities (of the 60 in train1)")
+    p.add_argument("--proxy-ids", type=int, default=20, help="proxy identities (of the 60 in train1)")
     p.add_argument("--proxy-epochs", type=int, default=2)
-    p.add_argument("--proxy-share", type=float, default=0.3, help="share of the budget the proxy search gets")
+    p.add_argument("--proxy-share", type=float, default=0.25, help="share of the budget the proxy search gets")
     p.add_argument("--top", type=int, default=3, help="proxy trials promoted to full fidelity")
     a = parse(p, argv)
     synth = {"identities": 110, "images_per_identity": 12, "size": 40, "val_pairs": 600}
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         a.seeds, a.budget, a.epochs, a.top = a.seeds.split(",")[0], 12.0, 2, 2
         synth.update(identities=60, images_per_identity=8, val_pairs=200)
     seeds = [int(s) for s in a.seeds.split(",")]
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)   # a trial the budget refuses is logged as failed
     with face_set(a.data, **synth) as data, temp_dir() as work, timed() as total:
         storage = open_storage(str(work / "bench.journal"))
         calibration = SharedCalibration(storage, log=lambda m: None)

@@ -140,9 +140,10 @@ def stored_table(storage: optuna.storages.BaseStorage) -> CalibrationTable:
 
 
 def _probe(config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """A worker's probe on first use: short (half a second timed), since recent trials correct its pace."""
     from facenet.probe import probe
 
-    return probe(config, log=log).to_dict()
+    return probe(config, log=log, min_seconds=0.5).to_dict()
 
 
 class SharedCalibration:
