@@ -50,7 +50,7 @@ FIXED = {"model": "resnet_w", "n_out": 64, "batch_size": 16, "n_per_class": 2, "
 
 @dataclass
 class Run:
-    """One strategy on one seed: its trials in the order they ran, and which of them count as full fidelity."""
+    """One strategy on one seed: its trials in the order they ran, and which count as full fidelity."""
 
     trials: list = field(default_factory=list)
     full: set = field(default_factory=set)        # (study, number) of full-fidelity trials
@@ -86,7 +86,8 @@ def mean_reach(runs: list[Run], target: float, column: int) -> float | None:
 
 def spec(name: str, seed: int, data: Path, fixed: dict, epochs: int, seconds: float, pruner: dict, **extra):
     raw = {"name": name, "data": {"train": str(data / "train1"), "val": str(data / "val")},
-           "fixed": {**FIXED, **fixed}, "space": SPACE, "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": 4},
+           "fixed": {**FIXED, **fixed}, "space": SPACE,
+           "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": 4},
            "pruner": pruner, "budget": {"epochs": epochs, "hours": seconds / 3600}, **extra}
     return parse_spec(raw, source=f"<{name}>")
 
@@ -94,14 +95,16 @@ def spec(name: str, seed: int, data: Path, fixed: dict, epochs: int, seconds: fl
 def run_phase(s, storage, work: Path, calibration: SharedCalibration) -> list:
     """One in-process worker until the study's GPU-hours are spent; the study's trials that ran."""
     prepare_study(s, storage)
-    study = optuna.load_study(study_name=s.name, storage=storage, sampler=build_sampler(s), pruner=build_pruner(s))
+    study = optuna.load_study(study_name=s.name, storage=storage, sampler=build_sampler(s),
+                              pruner=build_pruner(s))
     objective = Objective(s, work / "runs", "cpu", log=lambda m: None)
     guard = CostGuard(s, study, calibration, objective.config_for, log=lambda m: None)
     optimize_until(study, objective, s.n_trials, log=lambda m: None, before_trial=guard)
     return [(s.name, t) for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).seconds is not None]
 
 
-def strategies(a, seed: int, data: Path, storage, work: Path, calibration: SharedCalibration) -> dict[str, Run]:
+def strategies(a, seed: int, data: Path, storage, work: Path,
+               calibration: SharedCalibration) -> dict[str, Run]:
     full = {"resolution": 32}
     proxy = {"resolution": a.proxy_res, "max_identities": a.proxy_ids}
     median = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1}
@@ -112,8 +115,8 @@ def strategies(a, seed: int, data: Path, storage, work: Path, calibration: Share
                            calibration)
         runs[key] = Run(trials, {(n, t.number) for n, t in trials})
     share = a.proxy_share * a.budget
-    first = run_phase(spec(f"c-proxy-{seed}", seed, data, proxy, a.proxy_epochs, share, {"name": "none"}), storage,
-                      work, calibration)
+    first = run_phase(spec(f"c-proxy-{seed}", seed, data, proxy, a.proxy_epochs, share, {"name": "none"}),
+                      storage, work, calibration)
     promote = apply_from(spec(f"c-full-{seed}", seed, data, {**full, "max_identities": 0}, a.epochs,
                               a.budget - sum(TrialRecord.of(t).spent for _, t in first), {"name": "none"},
                               **{"from": {"study": f"c-proxy-{seed}", "top": a.top}}), storage)
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--proxy-res", type=int, default=24, help="proxy resolution (full: 32)")
     p.add_argument("--proxy-ids", type=int, default=20, help="proxy identities (of the 60 in train1)")
     p.add_argument("--proxy-epochs", type=int, default=2)
-    p.add_argument("--proxy-share", type=float, default=0.25, help="share of the budget the proxy search gets")
+    p.add_argument("--proxy-share", type=float, default=0.25, help="share of the budget for the proxy search")
     p.add_argument("--top", type=int, default=3, help="proxy trials promoted to full fidelity")
     a = parse(p, argv)
     synth = {"identities": 110, "images_per_identity": 12, "size": 40, "val_pairs": 600}
@@ -164,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                  "max_identities": a.proxy_ids})):
                 s = spec(path.stem, 0, data, fixed, a.epochs, a.budget, {"name": "none"})
                 path.write_text(yaml.safe_dump(_as_yaml(s)))
-            table = calibrate(specs, storage, device="cpu", steps=5, warmup=2, eval_images=256, log=lambda m: None,
-                              min_seconds=2.0)
+            table = calibrate(specs, storage, device="cpu", steps=5, warmup=2, eval_images=256,
+                              log=lambda m: None, min_seconds=2.0)
         print(f"calibrated {len(table.entries)} points in {t():.0f} s on {table.devices()[0]}")
         runs = {k: [] for k in "abc"}
         for seed in seeds:
@@ -177,22 +180,24 @@ def main(argv: list[str] | None = None) -> None:
     print(machine())
     if cheap:
         key = min(cheap, key=cheap.get)
-        print(f"ratio: {cheap[key]:.3g}x (({key}) brought the seeds' mean best val EER within 1 point of (a)'s with "
-              f"{100 * cheap[key]:.0f}% of (a)'s seconds; estimates' median |error| {error:.1f}%)")
+        print(f"ratio: {cheap[key]:.3g}x (({key}) brought the seeds' mean best val EER within 1 point of "
+              f"(a)'s with {100 * cheap[key]:.0f}% of (a)'s seconds; estimates' median |error| {error:.1f}%)")
     else:
-        print(f"ratio: none ((b) and (c) never came within 1 point of (a)'s mean best; estimates' median |error| "
-              f"{error:.1f}%)")
+        print(f"ratio: none ((b) and (c) never came within 1 point of (a)'s mean best; estimates' median "
+              f"|error| {error:.1f}%)")
 
 
 def _as_yaml(s) -> dict:
     """A spec as YAML for ``calibrate`` (which reads files): its data, fixed, space and epochs."""
-    return {"name": s.name, "data": s.data, "fixed": s.fixed, "space": {k: p.to_dict() for k, p in s.space.items()},
+    return {"name": s.name, "data": s.data, "fixed": s.fixed,
+            "space": {k: p.to_dict() for k, p in s.space.items()},
             "budget": {"n_trials": 1, "epochs": s.epochs}}
 
 
 def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
     names = {"a": "(a) TPE + median, full fidelity", "b": "(b) TPE + Hyperband, full fidelity",
-             "c": f"(c) proxy ({a.proxy_res} px, {a.proxy_ids} ids, {a.proxy_epochs} ep) then top {a.top} promoted"}
+             "c": f"(c) proxy ({a.proxy_res} px, {a.proxy_ids} ids, {a.proxy_epochs} ep) then top {a.top} "
+                  f"promoted"}
     print("\nevery trial: strategy seed study #n state epochs estimate measured |error|")
     errors = {k: [] for k in runs}
     for key, per_seed in runs.items():
@@ -202,8 +207,8 @@ def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
                 if e is None:
                     continue
                 errors[key].append(e[2])
-                print(f"  {key} {seed} {study:<12} #{t.number:<3}{t.state.name:<9}{len(t.intermediate_values)} ep  "
-                      f"est {e[0]:6.2f} s  real {e[1]:6.2f} s  {e[2]:5.1f}%")
+                print(f"  {key} {seed} {study:<12} #{t.number:<3}{t.state.name:<9}"
+                      f"{len(t.intermediate_values)} ep  est {e[0]:6.2f} s  real {e[1]:6.2f} s  {e[2]:5.1f}%")
     a_best = [r.trace()[-1][2] for r in runs["a"]]
     a_compute = statistics.mean(r.trace()[-1][0] for r in runs["a"])
     a_images = statistics.mean(r.trace()[-1][1] for r in runs["a"])
@@ -224,8 +229,8 @@ def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
             mean = statistics.mean(to_reach)
             imgs = statistics.mean(r[1] for r in reached)
             verdicts[key] = mean / a_compute
-            print(f"  compute to come within 1 point of (a)'s best: {mean:.1f} s = {100 * mean / a_compute:.0f}% of "
-                  f"(a)'s compute, {imgs:,.0f} image-epochs ({shown})")
+            print(f"  compute to come within 1 point of (a)'s best: {mean:.1f} s = "
+                  f"{100 * mean / a_compute:.0f}% of (a)'s compute, {imgs:,.0f} image-epochs ({shown})")
         else:
             print(f"  compute to come within 1 point of (a)'s best: not reached on every seed ({shown})")
         target = statistics.mean(a_best) + 1.0
@@ -233,9 +238,12 @@ def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
         if secs is not None:
             mean_verdicts[key] = secs / a_compute
         print(f"  seeds' mean best within 1 point of (a)'s mean best ({target - 1:.2f}%) after: "
-              + ("never" if secs is None else f"{secs:.1f} s = {100 * secs / a_compute:.0f}% of (a)'s seconds")
-              + ("" if imgs is None else f", {imgs:,.0f} image-epochs = {100 * imgs / a_images:.0f}% of (a)'s"))
-        print(f"  estimate |error|: median {statistics.median(errors[key]):.1f}% over {len(errors[key])} trials")
+              + ("never" if secs is None else f"{secs:.1f} s = {100 * secs / a_compute:.0f}% of (a)'s "
+                                                  f"seconds")
+              + ("" if imgs is None else f", {imgs:,.0f} image-epochs = {100 * imgs / a_images:.0f}% "
+                                         f"of (a)'s"))
+        print(f"  estimate |error|: median {statistics.median(errors[key]):.1f}% over "
+              f"{len(errors[key])} trials")
         if key == "c":
             rhos = []
             for r in per_seed:

@@ -25,7 +25,7 @@ class TrainConfig:
     resolution: int = 224                    # crop size; images are resized to res*256/224 first
     cache_dir: str = ""                      # decoded-image cache; "" = <dataset>/.facesearch-cache
     max_val_pairs: int = 0                   # 0 = all pairs
-    max_identities: int = 0                  # train on a fixed subset of this many identities (0 = all): a cheap proxy
+    max_identities: int = 0                  # a fixed subset of this many identities (0 = all): a cheap proxy
     # --- model ---
     model: str = "resnet18"
     width: float = 1.0                       # stage-width multiplier where the model has one

@@ -333,5 +333,6 @@ def training_set(labels: np.ndarray, batch_size: int, n_per_class: int, max_img_
     labels = renumber[labels]
     indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
     indices = indices[labels[indices] >= 0]
-    sampler = ClassBalancedSampler(labels, min(batch_size, len(chosen)), n_per_class, max_img_per_cls, seed, indices)
+    batch = min(batch_size, len(chosen))
+    sampler = ClassBalancedSampler(labels, batch, n_per_class, max_img_per_cls, seed, indices)
     return TrainingSet(labels, len(chosen), sampler)

@@ -64,7 +64,8 @@ def speed_key(config: TrainConfig) -> dict[str, Any]:
         key["width"] = config.width
     if config.model in LAYOUTS:
         key.update(depth=config.depth, block=config.block)
-    key.update(n_out=config.n_out, resolution=config.resolution, batch_images=config.batch_size * config.n_per_class)
+    key.update(n_out=config.n_out, resolution=config.resolution,
+               batch_images=config.batch_size * config.n_per_class)
     return key
 
 
@@ -102,7 +103,8 @@ def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int
             eval_rate = _eval_rate(trainer, embed, eval_images, min_seconds / 2)
             start = time.perf_counter()
             checkpoint.save_atomic(trainer._state(), Path(tmp) / "last.pt")
-            checkpoint.save_atomic({"model": trainer.model.state_dict(), "config": c.to_dict()}, Path(tmp) / "best.pt")
+            best = {"model": trainer.model.state_dict(), "config": c.to_dict()}
+            checkpoint.save_atomic(best, Path(tmp) / "best.pt")
             saving = time.perf_counter() - start
         finally:
             trainer.loader.close()

@@ -97,7 +97,8 @@ class Trainer:
                              c.max_identities, good)
         n_classes = train.n_classes
         if n_classes < len(self.train_set.classes):
-            self.log(f"training on {n_classes} of the {len(self.train_set.classes)} identities (max_identities)")
+            self.log(f"training on {n_classes} of the {len(self.train_set.classes)} identities "
+                     f"(max_identities)")
         self.model = build_model(c).to(self.device)
         self.criterion = build_loss(c, n_classes).to(self.device)
         need = getattr(self.criterion, "min_per_class", 1)

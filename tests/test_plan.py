@@ -28,8 +28,8 @@ from test_cli_errors import cli, one_line_error
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 SPACE = {"width": {"type": "categorical", "choices": [0.125, 0.25]},
          "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}}
-COMMON = {"model": "resnet_w", "n_out": 32, "batch_size": 8, "n_per_class": 2, "workers": 0, "augment": "none",
-          "max_val_pairs": 120, "device": "cpu"}
+COMMON = {"model": "resnet_w", "n_out": 32, "batch_size": 8, "n_per_class": 2, "workers": 0,
+          "augment": "none", "max_val_pairs": 120, "device": "cpu"}
 
 
 def write(path: Path, data: Path, body: dict) -> Path:
@@ -98,7 +98,8 @@ def test_report_shows_the_proxys_rank_correlation(phases):
 def test_successive_halving_rungs_are_reported(synth_data, tmp_path):
     spec = load_spec(write(tmp_path / "sh.yaml", synth_data, {
         "name": "sh", "fixed": {**COMMON, "resolution": 24, "max_identities": 12},
-        "pruner": {"name": "successive_halving", "reduction_factor": 2}, "budget": {"n_trials": 5, "epochs": 2}}))
+        "pruner": {"name": "successive_halving", "reduction_factor": 2},
+        "budget": {"n_trials": 5, "epochs": 2}}))
     url = str(tmp_path / "s.journal")
     run_worker(spec, url, device="cpu", log=lambda m: None)
     study = optuna.load_study(study_name="sh", storage=open_storage(url))

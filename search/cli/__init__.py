@@ -1,7 +1,8 @@
 """The ``facesearch`` command line: each command parses its options and calls one function.
 
 Commands live by room: ``data`` (synthetic faces), ``train`` (train, score, params), ``study`` (run,
-worker, studies, status, best), ``cost`` (calibrate, plan), ``finish`` (retrain, export, quickstart), ``view`` (report, dashboard).
+worker, studies, status, best), ``cost`` (calibrate, plan), ``finish`` (retrain, export, quickstart),
+``view`` (report, dashboard).
 User errors (bad paths, bad YAML, unknown names, unreachable storage) end in one line on stderr and
 exit status 2; ``--debug`` anywhere on the command line shows the traceback instead.
 """

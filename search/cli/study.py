@@ -78,8 +78,8 @@ def study_status(
     storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
     last: Optional[int] = typer.Option(None, help="Show only the last N trials."),
 ) -> None:
-    """A table of the study's trials (state, EER, params, parameter count, time and its estimate, prune reason),
-    the time left, GPU-hours spent and left under a budget, and successive-halving rungs."""
+    """A table of the study's trials (state, EER, params, parameter count, time and its estimate, prune
+    reason), the time left, GPU-hours spent and left under a budget, and successive-halving rungs."""
     from ..record import stored_spec
     from ..storage import load_study, open_storage
     from ..view.rungs import rung_rows, rungs_table

@@ -48,9 +48,11 @@ class CostGuard:
     """Called by a worker with each new trial before the objective runs it (see ``optimize_until``)."""
 
     def __init__(self, spec: StudySpec, study: optuna.Study, calibration: SharedCalibration,
-                 config_for: Callable[[optuna.trial.BaseTrial], TrainConfig], log: Callable[[str], None] = print,
+                 config_for: Callable[[optuna.trial.BaseTrial], TrainConfig],
+                 log: Callable[[str], None] = print,
                  sizes: DataSizes | None = None, poll: float = 1.0, wait_limit: float = 1800.0):
-        self.spec, self.study, self.calibration, self.config_for, self.log = spec, study, calibration, config_for, log
+        self.spec, self.study, self.calibration, self.log = spec, study, calibration, log
+        self.config_for = config_for
         self.sizes = sizes or DataSizes()
         self.poll, self.wait_limit = poll, wait_limit
 
@@ -80,7 +82,8 @@ class CostGuard:
         """The estimate scaled as the study's last ``RECENT`` trials at the same point ran against theirs:
         the probe is one moment, and on shared machines (or a GPU that heats up) the pace drifts."""
         ratios = []
-        for t in reversed(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))):
+        ended = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        for t in reversed(ended):
             r = TrialRecord.of(t)
             if r.estimate.get("point") == cost.point and r.seconds and t.intermediate_values:
                 past = Estimate.from_dict(r.estimate)

@@ -39,8 +39,8 @@ def probe_points(paths: list[Path], keys: str = "all", device: str = "auto",
             if count_params(config) > spec.param_cap:
                 continue
             key = speed_key(config)
-            group = str({k: v for k, v in key.items() if k not in ("batch_images", "n_out")}) if keys == "shapes" \
-                else str(key)
+            shape = {k: v for k, v in key.items() if k not in ("batch_images", "n_out")}
+            group = str(shape if keys == "shapes" else key)
             held = points.get(group)
             if held is None or (keys == "shapes" and _smaller(key, speed_key(held))):
                 points[group] = config
@@ -78,7 +78,7 @@ def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: s
               out: Path | None = None, data: Path | None = None, keys: str = "all", steps: int = 5,
               warmup: int = 2, eval_images: int = 512, log: Callable[[str], None] = print,
               min_seconds: float = 1.0) -> CalibrationTable:
-    """Measure what is not measured yet on this device; returns this device's table (also written to ``out``)."""
+    """Measure what is not measured yet on this device; this device's table (also written to ``out``)."""
     from facenet.probe import probe
 
     def measure(config: TrainConfig, say: Callable[[str], None]) -> dict:

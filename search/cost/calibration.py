@@ -92,7 +92,8 @@ class CalibrationTable:
         pixels = (near.key["resolution"] / key["resolution"]) ** 2
         speed = {**near.speed, "train_images_per_s": near.speed["train_images_per_s"] * pixels,
                  "eval_images_per_s": near.speed["eval_images_per_s"] * pixels}
-        moved = ", ".join(f"{f} {near.key[f]}" for f in ("resolution", "batch_images", "n_out") if near.key[f] != key[f])
+        moved = ", ".join(f"{f} {near.key[f]}" for f in ("resolution", "batch_images", "n_out")
+                          if near.key[f] != key[f])
         return speed, f"nearest ({moved})"
 
     # -------------------------------------------------------------- the file
@@ -109,12 +110,14 @@ class CalibrationTable:
     def load(cls, path: str | Path) -> "CalibrationTable":
         path = Path(path)
         if not path.is_file():
-            raise CalibrationError(f"{path}: calibration file not found; write one with facesearch calibrate --out")
+            raise CalibrationError(f"{path}: calibration file not found; "
+                                   f"write one with facesearch calibrate --out")
         try:
             body = json.loads(path.read_text())
             if body.get("facesearch_calibration") != FORMAT:
                 raise ValueError("not a facesearch calibration file")
-            return cls([Entry(e["device"], e["key"], e["speed"]) for e in body["entries"]], body.get("data", {}))
+            entries = [Entry(e["device"], e["key"], e["speed"]) for e in body["entries"]]
+            return cls(entries, body.get("data", {}))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CalibrationError(f"{path}: not a facesearch calibration file ({e}); "
                                    f"write one with facesearch calibrate --out") from None
@@ -202,7 +205,7 @@ class SharedCalibration:
                 mine = None
                 continue
             if mine is not None and claims[0] == mine.number:
-                if self._unlabeled_before(trials, mine.number):   # an earlier claim that has not written its key yet
+                if self._unlabeled_before(trials, mine.number):   # an earlier claim, its key not written yet
                     time.sleep(min(self.poll, 0.2))
                     continue
                 return self._measure(study, mine, config)
@@ -212,9 +215,11 @@ class SharedCalibration:
             owner = next(t for t in entries if t.number == claims[0])
             if owner.number != waiting_for:
                 waiting_for = owner.number
-                self.log(f"waiting for {owner.user_attrs.get(WORKER, 'another worker')} to measure this point")
+                who = owner.user_attrs.get(WORKER, "another worker")
+                self.log(f"waiting for {who} to measure this point")
             if self._dead(owner) or time.time() > deadline:
-                self._give_up(study, owner.number, "its worker is gone" if self._dead(owner) else "took too long")
+                why = "its worker is gone" if self._dead(owner) else "took too long"
+                self._give_up(study, owner.number, why)
                 deadline = time.time() + self.wait_limit
                 continue
             time.sleep(self.poll)

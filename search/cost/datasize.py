@@ -88,8 +88,8 @@ class DataSizes:
             elif (known := self._known(path, "counts")) is not None:
                 self._train[path] = TrainSize(tuple(known["counts"]))
             else:
-                raise DataSizeError(f"training folder {path} is not here and its size is unknown; plan where the "
-                                    f"data is, carry a calibration made there, or give "
+                raise DataSizeError(f"training folder {path} is not here and its size is unknown; plan where "
+                                    f"the data is, carry a calibration made there, or give "
                                     f"--data-size {Path(path).name}=IDENTITIESxIMAGES")
         return self._train[path]
 

@@ -29,7 +29,7 @@ class Estimate:
     def rescaled(self, factor: float, trials: int) -> "Estimate":
         """The estimate with its times multiplied by ``factor`` (measured over ``trials`` recent trials)."""
         return dataclasses.replace(self, setup_s=self.setup_s * factor, epoch_s=self.epoch_s * factor,
-                                   scale=factor, rates=f"{self.rates}, x{factor:.2f} as its last {trials} trials ran")
+                                   scale=factor, rates=f"{self.rates}, x{factor:.2f} (last {trials} trials)")
 
     @property
     def seconds(self) -> float:

@@ -41,7 +41,9 @@ class Point:
     approximate: bool = False    # priced from a nearby calibration entry
 
     def seconds(self, epoch_scale: float = 1.0) -> float:
-        return self.setup_s + max(1, math.floor(self.epochs * epoch_scale)) * self.epoch_s if self.trains else 0.0
+        if not self.trains:
+            return 0.0
+        return self.setup_s + max(1, math.floor(self.epochs * epoch_scale)) * self.epoch_s
 
 
 @dataclass
@@ -177,7 +179,8 @@ class Pricer:
 def choose_device(table: CalibrationTable, wanted: str | None) -> str:
     devices = table.devices()
     if not devices:
-        raise CalibrationError("the calibration is empty; measure one with: facesearch calibrate STUDY.yaml...")
+        raise CalibrationError("the calibration is empty; measure one with: "
+                               "facesearch calibrate STUDY.yaml...")
     if wanted:
         matches = [d for d in devices if d == wanted] or [d for d in devices if wanted.lower() in d.lower()]
         if len(matches) != 1:
@@ -215,8 +218,8 @@ def _trials(phase: Phase) -> int:
     by_hours = None if spec.hours is None else (math.floor(spec.hours * 3600 / each) if each > 0 else None)
     counts = [n for n in (spec.n_trials, by_hours) if n is not None]
     if not counts:
-        raise PlanError(f"{spec.source}: budget has neither n_trials nor hours; a plan needs to know how many "
-                        f"trials the phase runs")
+        raise PlanError(f"{spec.source}: budget has neither n_trials nor hours; a plan needs to know how "
+                        f"many trials the phase runs")
     return min(counts)
 
 
@@ -246,10 +249,11 @@ def fit_plan(phases: list[Phase], hours: float) -> list[str]:
     elif at(0.0, "epochs") <= budget:
         _bisect(lambda s: at(s, "epochs") <= budget)
     else:
-        raise PlanOverBudget(f"even one trial of one epoch per phase needs {hours_text(total_seconds(phases))} "
-                             f"GPU-hours, over the {hours:g}-hour budget; drop phases or lower their fidelity")
-    changes = [f"{p.name}: {'top' if p.spec.from_ and p.spec.from_.top else 'n_trials'} {wanted[p.name]} -> {p.trials}"
-               for p in phases if p.trials != wanted[p.name]]
+        least = hours_text(total_seconds(phases))
+        raise PlanOverBudget(f"even one trial of one epoch per phase needs {least} GPU-hours, over the "
+                             f"{hours:g}-hour budget; drop phases or lower their fidelity")
+    changes = [f"{p.name}: {'top' if p.spec.from_ and p.spec.from_.top else 'n_trials'} "
+               f"{wanted[p.name]} -> {p.trials}" for p in phases if p.trials != wanted[p.name]]
     changes += [f"{p.name}: epochs {dataclasses.replace(p, epoch_scale=1.0).epochs()} -> {p.epochs()}"
                 for p in phases if p.epoch_scale != 1.0]
     return changes
@@ -275,7 +279,9 @@ def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
     from rich.table import Table
 
     table = Table(title=f"plan on {gpus} x {device}: {hours:g} GPU-hours", title_justify="left")
-    for col in ("phase", "from", "trials", "epochs", "resolution", "identities", "GPU-h", "wall-h", "cumulative GPU-h"):
+    columns = ("phase", "from", "trials", "epochs", "resolution", "identities", "GPU-h", "wall-h",
+               "cumulative GPU-h")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("phase", "from") else "right")
     running = 0.0
     for p in phases:
@@ -283,7 +289,8 @@ def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
         source = "" if p.spec.from_ is None else p.spec.from_.study + (f" top {p.spec.from_.top}"
                                                                         if p.spec.from_.top else "")
         approx = sum(q.approximate for q in p.points)
-        table.add_row(p.name, source, str(p.trials), p.epochs(), p.shown("resolution"), p.shown("max_identities"),
+        table.add_row(p.name, source, str(p.trials), p.epochs(), p.shown("resolution"),
+                      p.shown("max_identities"),
                       hours_text(p.seconds()) + ("~" if approx else ""), hours_text(p.wall_seconds(gpus)),
                       hours_text(running))
     total, wall = total_seconds(phases), sum(p.wall_seconds(gpus) for p in phases)
@@ -309,5 +316,6 @@ def run_plan(paths: list[Path], hours: float, gpus: int, table: CalibrationTable
         echo(f"fit: {line}")
     total = total_seconds(phases)
     if total > hours * 3600:
-        raise PlanOverBudget(f"the plan needs {hours_text(total)} GPU-hours, {hours_text(total - hours * 3600)} "
-                             f"over the {hours:g}-hour budget; lower trials or fidelity, or rerun with --fit")
+        over = hours_text(total - hours * 3600)
+        raise PlanOverBudget(f"the plan needs {hours_text(total)} GPU-hours, {over} over the {hours:g}-hour "
+                             f"budget; lower trials or fidelity, or rerun with --fit")

@@ -15,7 +15,7 @@ def fmt_hours(seconds: float) -> str:
 
 
 def running_cost(t: FrozenTrial, now: dt.datetime | None = None) -> float | None:
-    """What a running trial is counted at: max(estimate, time so far), plus its probe; None if not estimated."""
+    """A running trial counts max(estimate, time so far), plus its probe; None before it has an estimate."""
     r = TrialRecord.of(t)
     if "seconds" not in r.estimate:
         return None
@@ -28,12 +28,13 @@ def spent_seconds(trials: list[FrozenTrial]) -> float:
     return sum(TrialRecord.of(t).spent for t in trials if t.state in ENDED)
 
 
-def budget_summary(trials: list[FrozenTrial], hours: float, n_trials: int | None) -> dict[str, float | int | None]:
+def budget_summary(trials: list[FrozenTrial], hours: float, n_trials: int | None) -> dict[str, float | int]:
     """Spent (ended trials, and running ones so far), left, and an ETA: the trials still to run at their
     mean estimate (at most what is left), shared by the workers running now."""
     now = dt.datetime.now()
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    spent = spent_seconds(trials) + sum((now - t.datetime_start).total_seconds() for t in running if t.datetime_start)
+    so_far = sum((now - t.datetime_start).total_seconds() for t in running if t.datetime_start)
+    spent = spent_seconds(trials) + so_far
     left = max(hours * 3600 - spent, 0.0)
     workers = len({TrialRecord.of(t).worker for t in running}) or 1
     estimates = [e["seconds"] for t in trials if "seconds" in (e := TrialRecord.of(t).estimate)]

@@ -57,9 +57,10 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
 
     Each trial records the process running it, so a supervisor (or a later worker on this
-    host) can tell a dead worker's trial from a live one. ``before_trial`` sees each new trial
-    first (the cost estimate and GPU-hour budget) and may raise ``BudgetSpent`` to stop here. SIGTERM / SIGINT fail the running
-    trial with the reason (it resumes on the next run) and exit with status 130.
+    host) can tell a dead worker's trial from a live one. ``before_trial`` sees each new
+    trial first (the cost estimate and GPU-hour budget) and may raise ``BudgetSpent`` to stop.
+    SIGTERM / SIGINT fail the running trial with the reason (it resumes on the next run) and
+    exit with status 130.
     """
     me = f"{socket.gethostname()}:{os.getpid()}"
     gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial

@@ -84,15 +84,15 @@ def _promote(r: Reader, spec: StudySpec, earlier: optuna.Study, trials: list) ->
             if key in spec.fixed or key in inherited:
                 continue   # this phase's fidelity (resolution, epochs, identities...) wins
             if key not in spec.space:
-                r.fail("from.top", f"{key!r} (searched in study {name!r}) is neither in this spec's space nor in "
-                                   f"fixed; add it to space as {name!r} has it, or fix it")
+                r.fail("from.top", f"{key!r} (searched in study {name!r}) is neither in this spec's space "
+                                   f"nor in fixed; add it to space as {name!r} has it, or fix it")
             if not spec.space[key].contains(value):
-                r.fail(f"space.{key}", f"{value!r} of trial {t.number} of study {name!r} is outside this space "
-                                       f"({spec.space[key].describe()}); widen it to promote that trial")
+                r.fail(f"space.{key}", f"{value!r} of trial {t.number} of study {name!r} is outside this "
+                                       f"space ({spec.space[key].describe()}); widen it to promote it")
             point[key] = value
         promoted.append(Promotion(point, {"study": name, "trial": t.number, "value": t.value}))
     n_trials = len(promoted) if spec.n_trials == k else spec.n_trials   # fewer complete trials than k
-    out = dataclasses.replace(spec, fixed={**inherited, **spec.fixed}, inherited=inherited, promoted=tuple(promoted),
-                              n_trials=n_trials)
+    out = dataclasses.replace(spec, fixed={**inherited, **spec.fixed}, inherited=inherited,
+                              promoted=tuple(promoted), n_trials=n_trials)
     validate(r, out, set())
     return out

@@ -151,7 +151,7 @@ def _parse_from(r: Reader, raw: Any, fixed: dict[str, Any]) -> FromSpec | None:
     study = r.expect(raw["study"], "from.study", "a string")
     top = None if raw.get("top") is None else r.int_at_least(raw["top"], "from.top")
     if top is not None and raw.get("params") is not None:
-        r.fail("from.top", "promotes whole trials; drop from.params (fixed: holds what changes at full fidelity)")
+        r.fail("from.top", "promotes whole trials; drop from.params (fixed: holds the full fidelity)")
     params = raw.get("params")
     if params is not None:
         r.expect(params, "from.params", "a list")
@@ -230,7 +230,7 @@ def check_enqueue(spec: StudySpec) -> None:
 
 
 def _from_signature(from_: FromSpec | None) -> dict | None:
-    """``from:`` as signed; ``top`` only when given, so studies made before it existed keep their signature."""
+    """``from:`` as signed; ``top`` only when given (studies made before it keep their signature)."""
     if from_ is None:
         return None
     return {k: v for k, v in dataclasses.asdict(from_).items() if k != "top" or v is not None}
@@ -270,8 +270,9 @@ def parse_spec(raw: Any, source: str | Path | None = None) -> StudySpec:
         name=name, description=description, data=data, fixed=fixed, space=space,
         sampler=parse_component(r, raw.get("sampler"), "sampler", SAMPLERS, "optuna.samplers", "tpe", True),
         pruner=parse_component(r, raw.get("pruner"), "pruner", PRUNERS, "optuna.pruners", "median", False),
-        param_cap=_parse_cap(r, raw.get("constraint")), timeout=timeout, hours=_parse_hours(r, raw.get("budget")),
-        n_trials=n_trials if n_trials is not None or from_ is None else from_.top,   # a promotion runs its top k
+        param_cap=_parse_cap(r, raw.get("constraint")), timeout=timeout,
+        hours=_parse_hours(r, raw.get("budget")),
+        n_trials=n_trials if n_trials is not None or from_ is None else from_.top,   # a promotion: its top k
         epochs=epochs if epochs is not None else fixed.get("epochs"), enqueue=_parse_enqueue(r, raw.get("enqueue")),
         from_=from_, keep_checkpoints=r.int_at_least(raw.get("keep_checkpoints", 3), "keep_checkpoints", 0),
         source=Path(source) if source is not None else None,

@@ -153,7 +153,7 @@ class StudySpec:
     keep_checkpoints: int = 3
     source: Path | None = None
     inherited: dict[str, Any] = field(default_factory=dict)   # fields apply_from fixed (also in ``fixed``)
-    promoted: tuple[Promotion, ...] = ()                      # from: {top: k}: queued when the study is created
+    promoted: tuple[Promotion, ...] = ()                      # from: {top: k}: queued as the study is made
     signature: str = field(default="", repr=False)            # see space_signature
 
     def space_signature(self) -> str:
@@ -175,7 +175,8 @@ class StudySpec:
             "name": self.name, "description": self.description, "data": self.data, "fixed": self.fixed,
             "space": {k: p.to_dict() for k, p in self.space.items()}, "sampler": self.sampler,
             "pruner": self.pruner, "param_cap": self.param_cap, "n_trials": self.n_trials, "timeout": self.timeout,
-            "epochs": self.epochs, "hours": self.hours, "enqueue": self.enqueue, "keep_checkpoints": self.keep_checkpoints,
+            "epochs": self.epochs, "hours": self.hours, "enqueue": self.enqueue,
+            "keep_checkpoints": self.keep_checkpoints,
             "from": dataclasses.asdict(self.from_) if self.from_ else None, "inherited": self.inherited,
             "promoted": [dataclasses.asdict(p) for p in self.promoted],
             "source": str(self.source) if self.source else None,

@@ -14,7 +14,8 @@ def proxy_pairs(trials: list[FrozenTrial]) -> list[tuple[int, int, float, float]
     out = []
     for t in trials:
         source = TrialRecord.of(t).promoted_from
-        if source and t.state == TrialState.COMPLETE and t.value is not None and source.get("value") is not None:
+        done = t.state == TrialState.COMPLETE and t.value is not None
+        if source and done and source.get("value") is not None:
             out.append((t.number, source["trial"], source["value"], t.value))
     return out
 

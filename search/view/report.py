@@ -187,12 +187,14 @@ def _roc_det(ctx: Context) -> list[Part]:
 def _proxy(ctx: Context) -> list[Part]:
     pairs = proxy_pairs(ctx.trials)
     if not pairs:
-        raise Skip("no complete promoted trial: this study does not re-run a proxy's best (from: {study, top})")
-    study = TrialRecord.of(next(t for t in ctx.trials if t.number == pairs[0][0])).promoted_from.get("study", "?")
+        raise Skip("no complete promoted trial: this study re-runs no proxy's best (from: {study, top})")
+    first = next(t for t in ctx.trials if t.number == pairs[0][0])
+    study = TrialRecord.of(first).promoted_from.get("study", "?")
     rho = spearman([p[2] for p in pairs], [p[3] for p in pairs])
-    verdict = (f"Spearman rank correlation of proxy and full-fidelity val EER over {len(pairs)} promoted trials: "
-               + (f"<b>{rho:.2f}</b> (1: the proxy ranks them as full fidelity does; near 0 or below: it does not)"
-                  if not math.isnan(rho) else "undefined (needs 3 trials and EERs that differ)"))
+    verdict = (f"Spearman rank correlation of proxy and full-fidelity val EER over {len(pairs)} promoted "
+               f"trials: " + (f"<b>{rho:.2f}</b> (1: the proxy ranks them as full fidelity does; near 0 or "
+                              f"below: it does not)" if not math.isnan(rho)
+                              else "undefined (needs 3 trials and EERs that differ)"))
     rows = sorted(pairs, key=lambda p: p[3])
     table = Table(["trial", f"{study} trial", "proxy val EER %", "full val EER %"], [list(p) for p in rows])
     return [f"<p>{verdict}</p>", table.html()]
@@ -272,8 +274,8 @@ def best_reached(t: FrozenTrial) -> tuple[float | None, int | None]:
 
 def trials_table(trials: list[FrozenTrial]) -> Table:
     names = list(dict.fromkeys(k for t in trials for k in t.params))
-    table = Table(["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds", "estimate_s",
-                   "device", *names, "reason"])
+    table = Table(["number", "state", "val_eer", "best_epoch", "epochs_run", "param_count", "seconds",
+                   "estimate_s", "device", *names, "reason"])
     for t in trials:
         value, epoch = best_reached(t)
         r = TrialRecord.of(t)

@@ -54,7 +54,8 @@ def rung_rows(study: optuna.Study, pruner_spec: dict[str, Any], epochs: int | No
             reached = [t for t in members if key in t.system_attrs]
             rows.append({"bracket": b, "rung": rung, "epoch": epoch, "reached": len(reached),
                          "went_on": sum(_last_epoch(t) > epoch for t in reached),
-                         "stopped": sum(t.state == TrialState.PRUNED and _last_epoch(t) == epoch for t in reached)})
+                         "stopped": sum(t.state == TrialState.PRUNED and _last_epoch(t) == epoch
+                                        for t in reached)})
             rung, epoch = rung + 1, low * eta ** (base + b + rung + 1)
     return rows
 

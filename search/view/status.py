@@ -93,8 +93,8 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
         r = TrialRecord.of(t)
         count, est = r.param_count, r.estimate.get("seconds")
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
-                      fmt_seconds(trial_duration(t)), "" if est is None else fmt_seconds(est), fmt_params(t.params),
-                      reason(t), style=style)
+                      fmt_seconds(trial_duration(t)), "" if est is None else fmt_seconds(est),
+                      fmt_params(t.params), reason(t), style=style)
     return table
 
 
@@ -126,7 +126,8 @@ def summary_line(study: optuna.Study, n_trials: int | None, hours: float | None 
         from ..cost.spend import budget_summary
 
         b = budget_summary(trials, hours, n_trials)
-        line += (f"\nGPU-hours: spent {b['spent'] / 3600:.2f} of {hours:g} ({100 * b['spent'] / 3600 / hours:.0f}%), "
+        spent = b["spent"] / 3600
+        line += (f"\nGPU-hours: spent {spent:.2f} of {hours:g} ({100 * spent / hours:.0f}%), "
                  f"{b['left'] / 3600:.2f} left; ETA {fmt_seconds(b['eta'])} at {b['workers']} worker(s)")
     return line
 
