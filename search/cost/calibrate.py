@@ -27,16 +27,20 @@ def probe_points(paths: list[Path], keys: str = "all", device: str = "auto",
                  data: Path | None = None) -> list[TrainConfig]:
     """One config per distinct speed point of the phases (``shapes``: one per network and resolution,
     at its smallest batch), on ``data`` instead of the specs' folders when given."""
-    from facenet.models import count_params
+    from facenet.models import SHAPE_FIELDS, count_params
     from facenet.probe import speed_key
 
     points: dict[str, TrainConfig] = {}
+    counts: dict[tuple, int] = {}
     for spec, inherited in chained(paths):
         space, fixed = merged(spec, inherited)
         base = spec.base_config().replace(**{k: v for k, v in fixed.items() if k not in spec.fixed})
         for point in combinations(space, fixed, SPEED_FIELDS):
             config = _on(base.replace(**point, device=device), data)
-            if count_params(config) > spec.param_cap:
+            shape = tuple(getattr(config, f) for f in SHAPE_FIELDS)
+            if shape not in counts:
+                counts[shape] = count_params(config)
+            if counts[shape] > spec.param_cap:
                 continue
             key = speed_key(config)
             shape = {k: v for k, v in key.items() if k not in ("batch_images", "n_out")}
