@@ -272,15 +272,15 @@ class ClassBalancedSampler(torch.utils.data.Sampler):
         """``len(self.batches())`` without building them: the same deal, counting identities only
         (a planner asks it for half a million images many times)."""
         _, owner, order = self._draw(keep_groups=False)
-        count, size, seen = 0, 0, set()
-        for c in np.asarray(owner, dtype=np.int64)[order].tolist():
-            if c in seen:
-                continue
-            seen.add(c)
-            size += 1
-            if size == self.batch_size:
-                count, size = count + 1, 0
-                seen.clear()
+        owners, k = np.asarray(owner, dtype=np.int64)[order].tolist(), self.batch_size
+        count, i, n = 0, 0, len(owners)
+        while i + k <= n:
+            seen = set(owners[i:i + k])   # the next k groups, a repeated identity counted once...
+            i += k
+            while len(seen) < k and i < n:   # ...and one more group per repeat until k identities
+                seen.add(owners[i])
+                i += 1
+            count += len(seen) == k
         return count
 
 

@@ -15,7 +15,7 @@ import optuna
 from facenet.config import TrainConfig
 
 from ..spec.space import combinations
-from .calibration import CalibrationTable, SharedCalibration, stored_table
+from .calibration import CalibrationTable, SharedCalibration, shape_id, stored_table
 from .datasize import DataSizeError, DataSizes
 from .plan import chained, merged
 
@@ -23,15 +23,16 @@ SPEED_FIELDS = ("model", "width", "depth", "block", "n_out", "resolution", "batc
 KEY_SETS = ("all", "shapes")
 
 
-def probe_points(paths: list[Path], keys: str = "all", device: str = "auto",
-                 data: Path | None = None) -> list[TrainConfig]:
+def probe_points(paths: list[Path], keys: str = "all", device: str = "auto", data: Path | None = None,
+                 counts: dict[tuple, int] | None = None) -> list[TrainConfig]:
     """One config per distinct speed point of the phases (``shapes``: one per network and resolution,
-    at its smallest batch), on ``data`` instead of the specs' folders when given."""
+    at its smallest batch), on ``data`` instead of the specs' folders when given; ``counts`` collects
+    the parameter count of every shape the phases can draw."""
     from facenet.models import SHAPE_FIELDS, count_params
     from facenet.probe import speed_key
 
     points: dict[str, TrainConfig] = {}
-    counts: dict[tuple, int] = {}
+    counts = {} if counts is None else counts
     for spec, inherited in chained(paths):
         space, fixed = merged(spec, inherited)
         base = spec.base_config().replace(**{k: v for k, v in fixed.items() if k not in spec.fixed})
@@ -89,7 +90,8 @@ def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: s
         return probe(config, steps, warmup, eval_images, log=say, min_seconds=min_seconds).to_dict()
 
     shared = SharedCalibration(storage, log, probe=measure)
-    configs = probe_points(paths, keys, device, data)
+    counts: dict[tuple, int] = {}
+    configs = probe_points(paths, keys, device, data, counts)
     log(f"{len(configs)} point(s) to calibrate on {shared.device(configs[0]) if configs else device}")
     labels = set()
     for i, config in enumerate(configs, 1):
@@ -98,7 +100,8 @@ def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: s
         if not spent:
             log(f"[{i}/{len(configs)}] already calibrated")
     whole = stored_table(storage)
-    table = CalibrationTable([e for e in whole.entries.values() if e.device in labels], census(paths))
+    table = CalibrationTable([e for e in whole.entries.values() if e.device in labels], census(paths),
+                             {shape_id(shape): n for shape, n in counts.items()})
     if out is not None:
         table.save(out)
         log(f"wrote {out}: {len(table.entries)} point(s), data sizes of {len(table.census)} folder(s)")

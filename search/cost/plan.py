@@ -20,11 +20,11 @@ from facenet.config import TrainConfig
 from facenet.errors import UserError
 
 from ..spec import ParamSpec, StudySpec, load_spec, suggest
-from .calibration import CalibrationError, CalibrationTable
+from .calibration import CalibrationError, CalibrationTable, shape_id
 from .datasize import DataSizes
 from .estimate import estimate
 
-SAMPLES = 64                 # points priced per phase
+SAMPLES = 48                 # points priced per phase
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -154,14 +154,14 @@ class Pricer:
 
     def __init__(self, table: CalibrationTable, device: str, sizes: DataSizes):
         self.table, self.device, self.sizes = table, device, sizes
-        self.counts: dict[tuple, int] = {}
+        self.counts: dict[str, int] = dict(table.param_counts)   # counted by calibrate; the rest here
         self.missing: dict[str, dict] = {}
 
     def price(self, config: TrainConfig, cap: int) -> Point:
         from facenet.models import SHAPE_FIELDS, count_params
         from facenet.probe import speed_key
 
-        shape = tuple(getattr(config, f) for f in SHAPE_FIELDS)
+        shape = shape_id(tuple(getattr(config, f) for f in SHAPE_FIELDS))
         if shape not in self.counts:
             self.counts[shape] = count_params(config)
         if self.counts[shape] > cap:
