@@ -27,6 +27,7 @@ class TrainConfig:
     cache_format: str = "auto"               # raw | jpeg | auto: raw when it fits the budget (facenet.cache)
     cache_budget_gb: float = 0.0             # most one cache may take; 0: $FACESEARCH_CACHE_BUDGET or free/2
     max_val_pairs: int = 0                   # 0 = all pairs
+    max_identities: int = 0                  # a fixed subset of this many identities (0 = all): a cheap proxy
     # --- model ---
     model: str = "resnet18"
     width: float = 1.0                       # stage-width multiplier where the model has one

@@ -231,7 +231,7 @@ class ClassBalancedSampler(torch.utils.data.Sampler):
             yield Batch(idx, (self.seed, self.epoch, i))
 
     def __len__(self) -> int:
-        return len(self.batches())
+        return len(self.batches())   # the epoch's plan is one vectorised draw, kept for the epoch
 
 
 DecodedImages = CachedImages   # the name before the jpeg format
@@ -244,3 +244,48 @@ def readable(images: CachedImages, folder: IdentityFolder) -> np.ndarray:
         warnings.warn(f"skipping unreadable image {folder.root / folder.paths[i]}", stacklevel=2)
         keep[i] = False
     return np.flatnonzero(keep)
+
+
+# ---------------------------------------------------------------- the training sampler of a config
+SUBSET_SEED = 20240601   # one fixed draw: every trial of every study sees the same identities
+
+
+def chosen_identities(n_classes: int, max_identities: int) -> np.ndarray:
+    """The identities a run with ``max_identities`` trains on (sorted; all when 0 or >= n_classes).
+
+    A fixed permutation, independent of the run's seed, so proxy trials compare on the same
+    people, and a smaller subset is contained in every larger one.
+    """
+    if not max_identities or max_identities >= n_classes:
+        return np.arange(n_classes)
+    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(n_classes)[:max_identities])
+
+
+class TrainingSet(NamedTuple):
+    """What a run trains on: labels renumbered 0..n_classes-1 over the chosen identities, and its sampler."""
+
+    labels: np.ndarray           # per dataset position; -1 for identities left out (never sampled)
+    n_classes: int
+    sampler: ClassBalancedSampler
+
+    @property
+    def images_per_epoch(self) -> int:
+        """Images one epoch trains on: the sampler's batches x identities x images each."""
+        return len(self.sampler) * self.sampler.batch_size * self.sampler.n_per_class
+
+
+def training_set(labels: np.ndarray, batch_size: int, n_per_class: int, max_img_per_cls: int, seed: int = 0,
+                 max_identities: int = 0, indices: np.ndarray | None = None) -> TrainingSet:
+    """The course sampler over the chosen identities (``indices``: the usable positions, default all);
+    a batch never holds more identities than there are."""
+    labels = np.asarray(labels)
+    n_all = int(labels.max()) + 1 if len(labels) else 0
+    chosen = chosen_identities(n_all, max_identities)
+    renumber = np.full(n_all, -1, dtype=np.int64)
+    renumber[chosen] = np.arange(len(chosen))
+    labels = renumber[labels]
+    indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
+    indices = indices[labels[indices] >= 0]
+    batch = min(batch_size, len(chosen))
+    sampler = ClassBalancedSampler(labels, batch, n_per_class, max_img_per_cls, seed, indices)
+    return TrainingSet(labels, len(chosen), sampler)

@@ -21,7 +21,7 @@ from . import checkpoint
 from .augment import build_augment
 from .config import TrainConfig
 from .cache import load_images
-from .data import ClassBalancedSampler, IdentityFolder, PairList, cache_size, readable
+from .data import IdentityFolder, PairList, cache_size, readable, training_set
 from .devices import amp_dtype, autocast_for, reset_compiler, resolve_device
 from .errors import DataError, NonFiniteLoss
 from .evaluate import Verifier, eer
@@ -94,20 +94,24 @@ class Trainer:
         self.val_identities = pair_identities(self.verifier.pairs)
         self.best_scores: ScoredPairs | None = None
 
-        n_classes = len(self.train_set.classes)
+        train = training_set(self.train_set.labels, c.batch_size, c.n_per_class, c.max_img_per_cls, c.seed,
+                             c.max_identities, good)
+        n_classes = train.n_classes
+        if n_classes < len(self.train_set.classes):
+            self.log(f"training on {n_classes} of the {len(self.train_set.classes)} identities "
+                     f"(max_identities)")
         self.model = build_model(c).to(self.device)
         self.criterion = build_loss(c, n_classes).to(self.device)
-        batch = min(c.batch_size, n_classes)
+        batch = train.sampler.batch_size
         if batch < c.batch_size:
             self.log(f"batch_size {c.batch_size} > {n_classes} identities in {c.train_path}: using {batch}")
-        self.sampler = ClassBalancedSampler(self.train_set.labels, batch, c.n_per_class, c.max_img_per_cls, c.seed,
-                                            good)
+        self.sampler = train.sampler
         self.steps = len(self.sampler)
         if self.steps == 0:
             raise DataError(f"{c.train_path}: too few images for one batch of {batch} identities x {c.n_per_class}")
         cuda = self.device.type == "cuda"
         self.augment = build_augment(c)
-        self.loader = BatchLoader(images.for_device(self.device), self.train_set.labels, self.sampler, c.resolution,
+        self.loader = BatchLoader(images.for_device(self.device), train.labels, self.sampler, c.resolution,
                                   self.augment.flip, c.workers, device=self.device)
         self.channels_last = cuda and c.channels_last
         if self.channels_last:

@@ -28,6 +28,9 @@ PRUNED_BY = "pruned_by"          # which rule pruned it: one of PRUNE_RULES
 FAIL_REASON = "fail_reason"
 VAL_EER_CI = "val_eer_ci"        # [low, high]: 95 % identity-bootstrap interval of the best epoch's val EER
 VAL_SCORES = "val_scores"        # path of the best epoch's val scores (ScoredPairs .npz), for paired tests
+ESTIMATE = "estimate"            # the cost estimate made before training (search.cost.estimate.Estimate)
+PROBE_SECONDS = "probe_seconds"  # time this trial spent measuring an uncalibrated point (counts as spent)
+PROMOTED_FROM = "promoted_from"  # a promoted trial's proxy: {"study", "trial", "value"}
 
 # ---------------------------------------------------------------- study user attributes
 SIGNATURE = "facesearch:signature"   # hash of the spec as written: one space per study name
@@ -36,6 +39,11 @@ DESCRIPTION = "description"
 RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
 RETRAINS = "retrains"                # retrain --top K: each retrained trial's record (no ROC), by number
 METRIC = "val EER %"                 # the objective's name (study.set_metric_names)
+
+# ---------------------------------------------------------------- the calibration (a study of its own)
+CALIBRATION_STUDY = "facesearch:calibration"   # never a spec's name (specs allow no ':')
+SPEED_KEY = "speed_key"              # a probe trial's device + speed_key, as sorted JSON
+SPEED = "speed"                      # facenet.probe.Speed as a dict, once measured
 
 # the rules that prune a trial, as stored under PRUNED_BY: these, or the spec's pruner by name
 # (median, percentile, hyperband, successive_halving, threshold: spec.components.PRUNERS)
@@ -51,6 +59,7 @@ RUNNABLE_CONSTRAINT = "runnable"
 # fail_reason prefixes of FAIL trials that are not failures of their configuration
 INTERRUPTED = "interrupted"          # stopped by a signal: retried on resume
 NOT_RUN = "budget already spent"     # asked for after another worker took the last trial of the budget
+BUDGET = "budget"                    # a trial whose estimate did not fit what was left of budget.hours
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,9 @@ class TrialRecord:
     reason: str = ""                 # why it was pruned or failed
     val_eer_ci: tuple[float, float] | None = None
     val_scores: str | None = None
+    estimate: dict[str, Any] = field(default_factory=dict)
+    probe_seconds: float = 0.0
+    promoted_from: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, t: FrozenTrial) -> "TrialRecord":
@@ -85,7 +97,8 @@ class TrialRecord:
                    retry_of=None if retry is None else int(retry), worker=a.get(WORKER), pruned_by=a.get(PRUNED_BY),
                    reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "",
                    val_eer_ci=tuple(a[VAL_EER_CI]) if a.get(VAL_EER_CI) else None,
-                   val_scores=a.get(VAL_SCORES))
+                   val_scores=a.get(VAL_SCORES), estimate=a.get(ESTIMATE) or {},
+                   probe_seconds=a.get(PROBE_SECONDS) or 0.0, promoted_from=a.get(PROMOTED_FROM) or {})
 
     @property
     def trained(self) -> bool:
@@ -97,7 +110,12 @@ class TrialRecord:
         """A FAIL of the configuration or of the study (what ``budget.max_failures`` counts); not a trial
         interrupted, left by a dead worker (both retried) or never run."""
         return (self.state == TrialState.FAIL and bool(self.reason)
-                and not self.reason.startswith((INTERRUPTED, NOT_RUN)))
+                and not self.reason.startswith((INTERRUPTED, NOT_RUN, BUDGET)))
+
+    @property
+    def spent(self) -> float:
+        """Seconds of compute this trial used (training and any probe it ran), 0 before it ends."""
+        return (self.seconds or 0.0) + self.probe_seconds
 
     @property
     def origin(self) -> int:

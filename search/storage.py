@@ -89,7 +89,9 @@ def _open_rdb(url: str) -> optuna.storages.RDBStorage:
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    """The studies of specs (not the calibration table facesearch keeps beside them)."""
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+                  if not s.study_name.startswith("facesearch:"))
 
 
 def load_study(name: str, storage: optuna.storages.BaseStorage, url: str | None = None) -> optuna.Study:

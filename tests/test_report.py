@@ -76,7 +76,8 @@ def test_report_sections_figures_and_tables(study, tmp_path):
         assert f'<h2 id="{key}">' in text and title in text
     assert "Study phase1" in text and "architectures and losses &lt;first phase&gt;" in text
     assert "Best trial 0" in text and "10.00% [7.5, 12.5]" in text
-    assert 'class="note"' not in text, "every section can be drawn for this study"
+    notes = re.findall(r'<h2 id="([^"]+)">[^<]*</h2>\s*<p class="note">', text)
+    assert notes == ["rungs", "proxy"], "every section but those of features it does not use is drawn"
     figures = ["history", "importances", "intermediate", "parallel", "slice", "contour-1", "contour-2", "roc", "det"]
     for name in figures:
         assert f'id="fig-{name}"' in text
@@ -92,7 +93,7 @@ def test_report_sections_figures_and_tables(study, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == len(study.trials) == 9
     assert list(rows[0]) == ["number", "state", "val_eer", "val_eer_low", "val_eer_high", "best_epoch",
-                             "epochs_run", "param_count", "seconds", "device", "model", "loss", "lr",
+                             "epochs_run", "param_count", "seconds", "estimate_s", "device", "model", "loss", "lr",
                              "pruned_by", "reason"]
     assert (rows[0]["val_eer_low"], rows[0]["val_eer_high"]) == ("7.5", "12.5")
     assert rows[6]["val_eer_low"] == ""

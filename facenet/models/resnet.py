@@ -9,7 +9,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision.models import resnet18 as tv_resnet18, resnet34 as tv_resnet34
 
 from ..config import TrainConfig
 from ..errors import ConfigError
@@ -116,11 +115,15 @@ def scaled_widths(width: float) -> tuple[int, ...]:
 @register("resnet18")
 def resnet18(config: TrainConfig) -> nn.Module:
     """The course baseline: torchvision ResNet18, its last fc the embedding layer (512 -> n_out)."""
+    from torchvision.models import resnet18 as tv_resnet18   # on first build: torchvision adds ~1 s to start-up
+
     return tv_resnet18(weights=None, num_classes=config.n_out)
 
 
 @register("resnet34")
 def resnet34(config: TrainConfig) -> nn.Module:
+    from torchvision.models import resnet34 as tv_resnet34
+
     return tv_resnet34(weights=None, num_classes=config.n_out)
 
 

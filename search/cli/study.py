@@ -105,9 +105,11 @@ def study_status(
     last: Optional[int] = typer.Option(None, help="Show only the last N trials."),
     as_json: Json = False,
 ) -> None:
-    """A table of the study's trials (state, EER, params, parameter count, prune reason) and the time left."""
+    """A table of the study's trials (state, EER, params, parameter count, time and its estimate, prune
+    reason), the time left, GPU-hours spent and left under a budget, and successive-halving rungs."""
     from ..record import stored_spec
     from ..storage import load_study, open_storage
+    from ..view.rungs import rung_rows, rungs_table
     from ..view.status import console as make_console, status_json, summary_line, trials_table
 
     study = load_study(name, open_storage(storage), storage)
@@ -117,7 +119,10 @@ def study_status(
         return
     console = make_console()
     console.print(trials_table(study, limit=last))
-    console.print(summary_line(study, n_trials))
+    console.print(summary_line(study, n_trials, stored_spec(study).get("hours")))
+    spec = stored_spec(study)
+    if rows := rung_rows(study, spec.get("pruner") or {}, spec.get("epochs")):
+        console.print(rungs_table(rows, f"rungs of the {spec['pruner']['name']} pruner (epochs)"))
 
 
 @study_app.command("init")

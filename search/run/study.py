@@ -7,14 +7,15 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from ..record import DESCRIPTION, METRIC, SIGNATURE, SPEC, origin_number
+from ..record import DESCRIPTION, METRIC, PROMOTED_FROM, SIGNATURE, SPEC, origin_number
 from ..spec import StudySpec
 from ..storage import StorageError
 from .objective import trial_dir
 
 
 def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study (queueing the spec's known-good points) or load it; refuse a different space."""
+    """Create the study (queueing promoted trials and the spec's known-good points) or load it; refuse a
+    different space."""
     signature = spec.space_signature()
     # look before creating: a journal records a failed create too, and an existing study must stay untouched
     if spec.name in optuna.get_all_study_names(storage):
@@ -27,6 +28,8 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
     study.set_user_attr(SIGNATURE, signature)
     study.set_user_attr(SPEC, spec.to_json())
     study.set_user_attr(DESCRIPTION, spec.description or "")
+    for promotion in spec.promoted:   # from: {top: k}: the proxy's best, first, each with its proxy's record
+        study.enqueue_trial(promotion.params, user_attrs={PROMOTED_FROM: promotion.source})
     for point in spec.enqueue:
         study.enqueue_trial(point, skip_if_exists=True)
     return study

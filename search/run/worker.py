@@ -16,6 +16,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from ..cost.budget import CostGuard
 from ..record import FAIL_REASON, INTERRUPTED, NOT_RUN, WORKER
 from ..spec import StudySpec, build_pruner, build_sampler
 from ..spec.schema import DEFAULT_MAX_FAILURES
@@ -44,23 +45,27 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
                               pruner=build_pruner(spec))
     timeout = timeout if timeout is not None else spec.timeout
     runs = runs_root(url)
-    return optimize_until(study, Objective(spec, runs, device, log),
-                          n_trials if n_trials is not None else spec.n_trials,
+    objective = Objective(spec, runs, device, log)
+    return optimize_until(study, objective, n_trials if n_trials is not None else spec.n_trials,
                           time.time() + timeout if timeout else None, log,
                           after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
-                          breaker=CircuitBreaker(study, spec.max_failures))
+                          breaker=CircuitBreaker(study, spec.max_failures),
+                          before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
 
 
 def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
                    deadline: float | None = None, log: Callable[[str], None] = print,
                    after_trial: Callable[[], object] = lambda: None,
-                   breaker: CircuitBreaker | None = None) -> int:
+                   breaker: CircuitBreaker | None = None,
+                   before_trial: Callable[[optuna.Trial], None] = lambda trial: None) -> int:
     """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
 
     Each trial records the process running it, so a supervisor (or a later worker on this
-    host) can tell a dead worker's trial from a live one. SIGTERM / SIGINT fail the running
-    trial with the reason (it resumes on the next run) and exit with status 130. ``breaker`` stops the
-    worker (``StudyStopped``) on a failure that is not the configuration's own or too many failures.
+    host) can tell a dead worker's trial from a live one. ``before_trial`` sees each new
+    trial first (the cost estimate and GPU-hour budget) and may raise ``BudgetSpent`` to stop.
+    SIGTERM / SIGINT fail the running trial with the reason (it resumes on the next run) and exit
+    with status 130. ``breaker`` stops the worker (``StudyStopped``) on a failure that is not the
+    configuration's own or too many failures.
     """
     me = f"{socket.gethostname()}:{os.getpid()}"
     breaker = breaker or CircuitBreaker(study, DEFAULT_MAX_FAILURES)
@@ -73,6 +78,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         if n_trials is not None and over_budget(study, trial.number, n_trials):
             trial.set_user_attr(FAIL_REASON, f"{NOT_RUN} when this trial started (not run)")
             raise BudgetSpent()
+        before_trial(trial)
         return objective(trial)
 
     def stop(signum, _frame):

@@ -76,9 +76,22 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0):
     return getattr(optuna.samplers, SAMPLERS[spec.sampler["name"]])(**options)
 
 
+# epochs are the resource: rungs known from the start instead of after the first complete trial ("auto")
+PRUNER_DEFAULTS: dict[str, Callable[[StudySpec], dict[str, Any]]] = {
+    "successive_halving": lambda spec: {"min_resource": 1},
+    "hyperband": lambda spec: {"min_resource": 1, **({"max_resource": spec.epochs} if spec.epochs else {})},
+}
+
+
+def pruner_options(spec: StudySpec) -> dict[str, Any]:
+    """The pruner's keyword arguments: the spec's, over the defaults for epochs as the resource."""
+    name = spec.pruner["name"]
+    given = {k: v for k, v in spec.pruner.items() if k != "name"}
+    return {**PRUNER_DEFAULTS.get(name, lambda _: {})(spec), **given}
+
+
 def build_pruner(spec: StudySpec):
     import optuna
 
-    options = {k: v for k, v in spec.pruner.items() if k != "name"}
-    return getattr(optuna.pruners, PRUNERS[spec.pruner["name"]])(**options)
+    return getattr(optuna.pruners, PRUNERS[spec.pruner["name"]])(**pruner_options(spec))
 

@@ -147,8 +147,11 @@ def _parse_from(r: Reader, raw: Any, fixed: dict[str, Any]) -> FromSpec | None:
         return None
     if isinstance(raw, str):
         raw = {"study": raw}
-    raw = r.mapping(raw, "from", ("study", "params"), required=("study",))
+    raw = r.mapping(raw, "from", ("study", "params", "top"), required=("study",))
     study = r.expect(raw["study"], "from.study", "a string")
+    top = None if raw.get("top") is None else r.int_at_least(raw["top"], "from.top")
+    if top is not None and raw.get("params") is not None:
+        r.fail("from.top", "promotes whole trials; drop from.params (fixed: holds the full fidelity)")
     params = raw.get("params")
     if params is not None:
         r.expect(params, "from.params", "a list")
@@ -157,11 +160,26 @@ def _parse_from(r: Reader, raw: Any, fixed: dict[str, Any]) -> FromSpec | None:
             if key in fixed:
                 r.fail(f"from.params[{i}]", f"{key!r} is also in fixed; a field is either fixed or taken from:")
         params = tuple(params)
-    return FromSpec(study, params)
+    return FromSpec(study, params, top)
 
 
 
-BUDGET_KEYS = ("n_trials", "timeout", "epochs", "max_failures")
+def _parse_hours(r: Reader, raw: Any) -> float | None:
+    """``budget.hours``: GPU-hours (a number, or a duration such as ``90m``) shared by every worker."""
+    hours = r.mapping(raw, "budget").get("hours")
+    if hours is None:
+        return None
+    if isinstance(hours, (int, float)) and not isinstance(hours, bool):
+        if not 0 < hours < float("inf"):
+            r.fail("budget.hours", f"must be > 0 GPU-hours, got {hours}")
+        return float(hours)
+    try:
+        return parse_duration(hours) / 3600
+    except SpecError as e:
+        r.fail("budget.hours", f"{e}; a plain number means hours")
+
+
+BUDGET_KEYS = ("n_trials", "timeout", "epochs", "hours", "max_failures")
 
 
 def _parse_budget(r: Reader, raw: Any) -> tuple[int | None, float | None, int | None]:
@@ -223,12 +241,19 @@ def check_enqueue(spec: StudySpec) -> None:
                                                                  f"{condition}")
 
 
+def _from_signature(from_: FromSpec | None) -> dict | None:
+    """``from:`` as signed; ``top`` only when given (studies made before it keep their signature)."""
+    if from_ is None:
+        return None
+    return {k: v for k, v in dataclasses.asdict(from_).items() if k != "top" or v is not None}
+
+
 def _signature(space: dict[str, ParamSpec], fixed: dict[str, Any], data: dict[str, str],
                from_: FromSpec | None, written: dict[str, str]) -> str:
     as_written = {"data": {k: written.get(f"data.{k}", v) for k, v in data.items()},
                   "fixed": {k: written.get(f"fixed.{k}", v) for k, v in fixed.items()},
                   "space": {k: p.to_dict() for k, p in space.items()},
-                  "from": dataclasses.asdict(from_) if from_ else None}
+                  "from": _from_signature(from_)}
     return hashlib.sha256(json.dumps(as_written, sort_keys=True).encode()).hexdigest()
 
 
@@ -257,8 +282,9 @@ def parse_spec(raw: Any, source: str | Path | None = None) -> StudySpec:
         name=name, description=description, data=data, fixed=fixed, space=space,
         sampler=parse_component(r, raw.get("sampler"), "sampler", SAMPLERS, "optuna.samplers", "tpe", True),
         pruner=parse_component(r, raw.get("pruner"), "pruner", PRUNERS, "optuna.pruners", "median", False),
-        param_cap=_parse_cap(r, raw.get("constraint")), n_trials=n_trials, timeout=timeout,
+        param_cap=_parse_cap(r, raw.get("constraint")), timeout=timeout, hours=_parse_hours(r, raw.get("budget")),
         max_failures=_parse_max_failures(r, raw.get("budget"), n_trials),
+        n_trials=n_trials if n_trials is not None or from_ is None else from_.top,   # a promotion: its top k
         epochs=epochs if epochs is not None else fixed.get("epochs"), enqueue=_parse_enqueue(r, raw.get("enqueue")),
         from_=from_, keep_checkpoints=r.int_at_least(raw.get("keep_checkpoints", 3), "keep_checkpoints", 0),
         source=Path(source) if source is not None else None,

@@ -124,6 +124,15 @@ def dependency_order(space: dict[str, ParamSpec]) -> list[str]:
 class FromSpec:
     study: str
     params: tuple[str, ...] | None = None       # None: every param of the earlier study's best trial
+    top: int | None = None                      # promote: re-run the earlier study's best ``top`` trials here
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One trial of an earlier (proxy) study, queued again at this spec's fidelity."""
+
+    params: dict[str, Any]                      # this spec's space params, as the proxy trial drew them
+    source: dict[str, Any]                      # {"study", "trial", "value"}: the proxy trial and its EER
 
 
 @dataclass(frozen=True)
@@ -140,11 +149,13 @@ class StudySpec:
     timeout: float | None = None
     epochs: int | None = None
     max_failures: int = DEFAULT_MAX_FAILURES                  # FAIL trials before the workers stop
+    hours: float | None = None                                # GPU-hours for all trials together
     enqueue: list[dict[str, Any]] = field(default_factory=list)
     from_: FromSpec | None = None
     keep_checkpoints: int = 3
     source: Path | None = None
     inherited: dict[str, Any] = field(default_factory=dict)   # fields apply_from fixed (also in ``fixed``)
+    promoted: tuple[Promotion, ...] = ()                      # from: {top: k}: queued as the study is made
     signature: str = field(default="", repr=False)            # see space_signature
 
     def space_signature(self) -> str:
@@ -166,9 +177,10 @@ class StudySpec:
             "name": self.name, "description": self.description, "data": self.data, "fixed": self.fixed,
             "space": {k: p.to_dict() for k, p in self.space.items()}, "sampler": self.sampler,
             "pruner": self.pruner, "param_cap": self.param_cap, "n_trials": self.n_trials, "timeout": self.timeout,
-            "epochs": self.epochs, "max_failures": self.max_failures, "enqueue": self.enqueue,
+            "epochs": self.epochs, "max_failures": self.max_failures, "hours": self.hours, "enqueue": self.enqueue,
             "keep_checkpoints": self.keep_checkpoints,
             "from": dataclasses.asdict(self.from_) if self.from_ else None, "inherited": self.inherited,
+            "promoted": [dataclasses.asdict(p) for p in self.promoted],
             "source": str(self.source) if self.source else None,
         }, sort_keys=True)
 

@@ -132,3 +132,9 @@ def unrunnable_point(spec: StudySpec) -> tuple[dict[str, Any], ConfigError] | No
         except ConfigError as e:
             return point, e
     return None
+def combinations(space: dict[str, ParamSpec], fixed: dict[str, Any], fields: tuple[str, ...],
+                 limit: int = MAX_COMBOS) -> list[dict[str, Any]]:
+    """Every combination of the values ``fields`` can take in the space (with the params their ``when``
+    depends on; continuous ranges at their endpoints, as for the parameter count), at most ``limit``."""
+    names = _needed(space, fields)
+    return list(itertools.islice(_points(space, names, fixed, False), limit))

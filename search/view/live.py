@@ -25,6 +25,12 @@ def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
         "  ".join(f"{k} {v}" for k, v in c.items() if v) or "starting...",
         ("\nbest " + (f"{eer_text(best)} (trial {best.number}: {fmt_params(best.params)})" if best else "-")),
     )
+    if hours := getattr(supervisor.spec, "hours", None):
+        from ..cost.spend import budget_summary
+
+        b = budget_summary(trials, hours, supervisor.n_trials)
+        head.append(f"\nGPU-hours: spent {b['spent'] / 3600:.2f} of {hours:g}, {b['left'] / 3600:.2f} left, "
+                    f"ETA {fmt_seconds(b['eta'])}")
     running = Table(title="running", title_justify="left", expand=False)
     for col in ("#", "epoch", "last val EER %", "time", "hyper-parameters"):
         running.add_column(col)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +33,7 @@ from .figures import det_figure, roc_figure  # noqa: F401 (their old import path
 from .figures import Fig, optuna_fig, roc_det_figs
 from .noise import Ranked, eer_text, methods_used, rank_top, retrain_text
 from .page import Page, Part, Skip
+from .proxy import proxy_pairs, spearman
 from .status import counts
 from .tables import Table, trials_table
 
@@ -173,6 +175,34 @@ def _roc_det(ctx: Context) -> list[Part]:
             *roc_det_figs(labels, scores, title)]
 
 
+def _proxy(ctx: Context) -> list[Part]:
+    pairs = proxy_pairs(ctx.trials)
+    if not pairs:
+        raise Skip("no complete promoted trial: this study re-runs no proxy's best (from: {study, top})")
+    first = next(t for t in ctx.trials if t.number == pairs[0][0])
+    study = TrialRecord.of(first).promoted_from.get("study", "?")
+    rho = spearman([p[2] for p in pairs], [p[3] for p in pairs])
+    verdict = (f"Spearman rank correlation of proxy and full-fidelity val EER over {len(pairs)} promoted "
+               f"trials: " + (f"<b>{rho:.2f}</b> (1: the proxy ranks them as full fidelity does; near 0 or "
+                              f"below: it does not)" if not math.isnan(rho)
+                              else "undefined (needs 3 trials and EERs that differ)"))
+    rows = sorted(pairs, key=lambda p: p[3])
+    table = Table(["trial", f"{study} trial", "proxy val EER %", "full val EER %"], [list(p) for p in rows])
+    return [f"<p>{verdict}</p>", table.html()]
+
+
+def _rungs(ctx: Context) -> list[Part]:
+    from .rungs import rung_rows
+
+    spec = stored_spec(ctx.study)
+    rows = rung_rows(ctx.study, spec.get("pruner") or {}, spec.get("epochs"))
+    if not rows:
+        raise Skip("the study's pruner has no rungs (only successive_halving and hyperband do)")
+    keys = ("bracket", "rung", "epoch", "reached", "went_on", "stopped")
+    return [Table(["bracket", "rung", "epoch", "reached", "went on", "pruned there"],
+                  [[r[k] for k in keys] for r in rows]).html()]
+
+
 def _trials(ctx: Context) -> list[Part]:
     if not ctx.trials:
         raise Skip("the study has no trials yet")
@@ -194,11 +224,13 @@ SECTIONS: list[tuple[str, str, Callable[[Context], list[Part]]]] = [
     ("history", "Optimisation history", _history),
     ("importances", "Parameter importances", _importance),
     ("intermediate", "Intermediate values (pruning)", _intermediate),
+    ("rungs", "Rungs (successive halving, Hyperband)", _rungs),
     ("parallel", "Parallel coordinates", _parallel),
     ("slice", "Slices", _slice),
     ("contours", "Contours of the most important parameters", _contours),
     ("eer-by-choice", "EER by choice (architecture, loss, optimizer, ...)", _choices),
     ("roc-det", "ROC and DET of the best run", _roc_det),
+    ("proxy", "Proxy vs full fidelity", _proxy),
     ("trials", "Trials", _trials),
     ("spec", "Study spec", _spec),
 ]

@@ -9,7 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-from ..record import TrialRecord, best_trial
+from ..record import CALIBRATION_STUDY, TrialRecord, best_trial
 from .noise import eer_text
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -90,7 +90,8 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
     best = best_trial(study)
     table = Table(title=title or f"study {study.study_name}", title_justify="left")
     for col, just in (("#", "right"), ("state", "left"), ("val EER [95% CI]", "right"), ("epochs", "right"),
-                      ("params", "right"), ("time", "right"), ("hyper-parameters", "left"),
+                      ("params", "right"), ("time", "right"), ("est.", "right"),
+                      ("hyper-parameters", "left"),
                       ("reason", "left")):
         table.add_column(col, justify=just, overflow="fold")
     shown = trials if limit is None else trials[-limit:]
@@ -100,9 +101,11 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
             eer = f"({eer})"   # stopped early: the best epoch it reached
         state = state_of(t)
         style = "bold green" if best is not None and t.number == best.number else None
-        count = TrialRecord.of(t).param_count
+        r = TrialRecord.of(t)
+        count, est = r.param_count, r.estimate.get("seconds")
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
-                      fmt_seconds(trial_duration(t)), fmt_params(t.params), reason(t), style=style)
+                      fmt_seconds(trial_duration(t)), "" if est is None else fmt_seconds(est),
+                      fmt_params(t.params), reason(t), style=style)
     return table
 
 
@@ -112,7 +115,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> Table:
     for col in ("study", "trials", "complete", "pruned", "running", "failed", "best val EER [95% CI]",
                 "best #"):
         table.add_column(col)
-    for name in sorted(optuna.get_all_study_names(storage)):
+    for name in sorted(n for n in optuna.get_all_study_names(storage) if n != CALIBRATION_STUDY):
         study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         c = counts(trials)
@@ -123,14 +126,22 @@ def studies_table(storage: optuna.storages.BaseStorage) -> Table:
     return table
 
 
-def summary_line(study: optuna.Study, n_trials: int | None) -> str:
-    """Trials by state, and with a trial budget, the time left at the pace so far."""
+def summary_line(study: optuna.Study, n_trials: int | None, hours: float | None = None) -> str:
+    """Trials by state, and with a trial budget, the time left at the pace so far; with a GPU-hour
+    budget, a second line: spent, left, and the ETA from the trials' estimates and the running workers."""
     trials = study.get_trials(deepcopy=False)
     c = counts(trials)
     line = ", ".join(f"{k} {v}" for k, v in c.items() if v)
     if n_trials:
         left = time_left(trials, n_trials, c.get("running") or 1)
         line += f"; budget {n_trials}; about {fmt_seconds(left)} left"
+    if hours:
+        from ..cost.spend import budget_summary
+
+        b = budget_summary(trials, hours, n_trials)
+        spent = b["spent"] / 3600
+        line += (f"\nGPU-hours: spent {spent:.2f} of {hours:g} ({100 * spent / hours:.0f}%), "
+                 f"{b['left'] / 3600:.2f} left; ETA {fmt_seconds(b['eta'])} at {b['workers']} worker(s)")
     return line
 
 

@@ -59,12 +59,13 @@ def trials_table(trials: list[FrozenTrial]) -> Table:
     """One row per trial: best val EER with its 95 % interval, epochs, size, time, params, why it stopped."""
     names = list(dict.fromkeys(k for t in trials for k in t.params))
     table = Table(["number", "state", "val_eer", "val_eer_low", "val_eer_high", "best_epoch", "epochs_run",
-                   "param_count", "seconds", "device", *names, "pruned_by", "reason"])
+                   "param_count", "seconds", "estimate_s", "device", *names, "pruned_by", "reason"])
     for t in trials:
         value, epoch = best_reached(t)
         r = TrialRecord.of(t)
         low, high = r.val_eer_ci or (None, None)
         seconds = r.seconds if r.seconds is not None else trial_duration(t)
         table.rows.append([t.number, t.state.name, value, low, high, epoch, epoch_of(t), r.param_count,
-                           seconds, r.device, *(t.params.get(k) for k in names), r.pruned_by, r.reason])
+                           seconds, r.estimate.get("seconds"), r.device, *(t.params.get(k) for k in names),
+                           r.pruned_by, r.reason])
     return table

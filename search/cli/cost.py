@@ -1,0 +1,62 @@
+"""``facesearch calibrate`` and ``plan``: what trials cost here, and what a plan of phases will cost."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import DEVICE_HELP, STORAGE_HELP, app, echo
+
+
+@app.command()
+def calibrate(
+    spec_paths: List[Path] = typer.Argument(..., metavar="STUDY.yaml...",
+                                            help="Studies whose points to measure."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Also write the table (and data sizes) to this JSON file."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    data: Optional[Path] = typer.Option(None, help="Probe on this data set (course layout), not the specs'."),
+    keys: str = typer.Option("all", help="all: every network x resolution x batch; shapes: one batch per "
+                                         "network and resolution (the planner uses the nearest)."),
+    steps: int = typer.Option(5, help="Timed training steps per point."),
+    warmup: int = typer.Option(2, help="Untimed steps first."),
+    eval_images: int = typer.Option(512, help="Val images embedded to time evaluation."),
+    min_seconds: float = typer.Option(1.0, help="Time at least this long per point (more steps if fast)."),
+) -> None:
+    """Measure training and evaluation speed of every point the studies can draw; workers reuse it."""
+    from ..cost.calibrate import KEY_SETS, calibrate as measure
+    from ..cost.calibration import CalibrationError
+    from ..storage import open_storage
+
+    if keys not in KEY_SETS:
+        raise CalibrationError(f"--keys {keys!r}: use one of {', '.join(KEY_SETS)}")
+    table = measure(spec_paths, open_storage(storage), device, out, data, keys, steps, warmup, eval_images,
+                    echo, min_seconds)
+    echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}")
+
+
+@app.command()
+def plan(
+    spec_paths: List[Path] = typer.Argument(..., metavar="STUDY.yaml...",
+                                            help="The phases (chained by from:)."),
+    hours: float = typer.Option(..., help="GPU-hours for all phases together."),
+    gpus: int = typer.Option(1, help="GPUs running trials at once (for the wall-clock column)."),
+    calibration: Optional[Path] = typer.Option(None, help="A calibration file (default: the storage's)."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    device: Optional[str] = typer.Option(None, help="Calibrated device to plan for (if several)."),
+    data_size: List[str] = typer.Option([], help="Size of a data set that is not here: train1=2882x174 "
+                                                 "(identities x images each) or val=50000 (images)."),
+    fit: bool = typer.Option(False, help="Scale trials (then epochs) to fit, and print what changed."),
+) -> None:
+    """Price every phase before it runs: trials, epochs, resolution, GPU-hours, wall-clock hours on N GPUs."""
+    from ..cost.calibration import CalibrationTable, stored_table
+    from ..cost.datasize import DataSizes
+    from ..cost.plan import run_plan
+    from ..storage import open_storage
+
+    table = CalibrationTable.load(calibration) if calibration else stored_table(open_storage(storage))
+    sizes = DataSizes(table.census)
+    for text in data_size:
+        sizes.add_override(text)
+    run_plan(spec_paths, hours, max(1, gpus), table, device, sizes, fit, echo)
