@@ -144,7 +144,7 @@ def test_live_views_best_line_shows_the_interval(ranked_study):
 
     url, n = ranked_study
     study = optuna.load_study(study_name="ranked", storage=open_storage(url))
-    supervisor = SimpleNamespace(procs=[], n_trials=5)   # the two fields the view reads of a Supervisor
+    supervisor = SimpleNamespace(procs=[], n_trials=5, spec=None)   # the fields the view reads of a Supervisor
     console = Console(width=160, record=True)
     console.print(progress_view(study, supervisor, 0.0))
     best = rank_top(study.trials, 1)[0]

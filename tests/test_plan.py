@@ -12,13 +12,12 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from search.cli.study import load_spec as load_chained
 from search.cost.calibrate import calibrate
 from search.cost.plan import chained
 from search.record import TrialRecord
 from search.run.study import prepare_study
 from search.run.worker import run_worker
-from search.spec import load_spec
+from search.spec import apply_from, load_spec
 from search.storage import open_storage
 from search.view.proxy import proxy_pairs, spearman
 from search.view.report import write_report
@@ -51,7 +50,7 @@ def phases(synth_data, tmp_path_factory) -> dict:
         "budget": {"epochs": 2}})
     url = str(tmp / "s.journal")
     run_worker(load_spec(proxy), url, device="cpu", log=lambda m: None)
-    promoted = load_chained(full, url)
+    promoted = apply_from(load_spec(full), open_storage(url))
     study = prepare_study(promoted, open_storage(url))
     queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     run_worker(promoted, url, device="cpu", log=lambda m: None)

@@ -6,16 +6,16 @@ from typing import List, Optional
 
 import typer
 
-from .common import DEVICE_HELP, STORAGE_HELP, app, echo
+from .common import Device, Storage, app, echo
 
 
 @app.command()
 def calibrate(
     spec_paths: List[Path] = typer.Argument(..., metavar="STUDY.yaml...",
                                             help="Studies whose points to measure."),
-    device: str = typer.Option("auto", help=DEVICE_HELP),
+    device: Device = "auto",
     out: Optional[Path] = typer.Option(None, help="Also write the table (and data sizes) to this JSON file."),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    storage: Storage = None,
     data: Optional[Path] = typer.Option(None, help="Probe on this data set (course layout), not the specs'."),
     keys: str = typer.Option("all", help="all: every network x resolution x batch; shapes: one batch per "
                                          "network and resolution (the planner uses the nearest)."),
@@ -43,7 +43,7 @@ def plan(
     hours: float = typer.Option(..., help="GPU-hours for all phases together."),
     gpus: int = typer.Option(1, help="GPUs running trials at once (for the wall-clock column)."),
     calibration: Optional[Path] = typer.Option(None, help="A calibration file (default: the storage's)."),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    storage: Storage = None,
     device: Optional[str] = typer.Option(None, help="Calibrated device to plan for (if several)."),
     data_size: List[str] = typer.Option([], help="Size of a data set that is not here: train1=2882x174 "
                                                  "(identities x images each) or val=50000 (images)."),

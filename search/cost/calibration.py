@@ -242,7 +242,10 @@ class SharedCalibration:
         try:
             speed = self.probe(config, self.log)
         except BaseException as e:
-            self._give_up(study, trial.number, f"probe failed: {e}")
+            try:
+                self._give_up(study, trial.number, f"probe failed: {e!r}")
+            except Exception:   # the probe's own error (or the signal) is what the caller must see
+                pass
             raise
         trial.set_user_attr(SPEED, speed)
         study.tell(trial, speed["train_images_per_s"])

@@ -78,10 +78,18 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         if n_trials is not None and over_budget(study, trial.number, n_trials):
             trial.set_user_attr(FAIL_REASON, f"{NOT_RUN} when this trial started (not run)")
             raise BudgetSpent()
-        before_trial(trial)
-        return objective(trial)
+        try:
+            before_trial(trial)
+            return objective(trial)
+        except Exception as e:
+            if stopping:   # an error raised while the signal unwound the trial (a probe's cleanup, say): the
+                raise _Interrupted(stopping[0]) from e   # signal is the reason, and the trial resumes later
+            raise
+
+    stopping: list[str] = []
 
     def stop(signum, _frame):
+        stopping.append(signal.Signals(signum).name)
         for s in previous:   # one stop: a second signal must not cut the marking of the trial short
             signal.signal(s, signal.SIG_IGN)
         raise _Interrupted(signal.Signals(signum).name)
