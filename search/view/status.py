@@ -177,7 +177,7 @@ def trial_json(t: FrozenTrial) -> dict:
 
 def studies_json(storage: optuna.storages.BaseStorage) -> list[dict]:
     out = []
-    for name in sorted(optuna.get_all_study_names(storage)):
+    for name in sorted(n for n in optuna.get_all_study_names(storage) if n != CALIBRATION_STUDY):
         study = optuna.load_study(study_name=name, storage=storage)
         best = best_trial(study)
         out.append({"study": name, "trials": len(study.trials), "counts": counts(study.get_trials(deepcopy=False)),
