@@ -234,9 +234,6 @@ class ClassBalancedSampler(torch.utils.data.Sampler):
         return len(self.batches())   # the epoch's plan is one vectorised draw, kept for the epoch
 
 
-DecodedImages = CachedImages   # the name before the jpeg format
-
-
 def readable(images: CachedImages, folder: IdentityFolder) -> np.ndarray:
     """Training skips unreadable images (with a warning each): the indices of the readable ones."""
     keep = np.ones(len(folder.paths), dtype=bool)

@@ -61,12 +61,17 @@ class CostGuard:
         (over the cap, or a config the objective will fail with the same error)."""
         import torch
 
-        from facenet import count_params
+        from facenet import ConfigError, count_params
+        from facenet.runnable import check_runnable
 
         config = self.config_for(trial)
-        try:
+        try:   # a point the objective prunes before any data is read: nothing to probe or price
+            check_runnable(config)
             if count_params(config) > self.spec.param_cap:
                 return None
+        except ConfigError:
+            return None
+        try:
             speed, probed = self.calibration.speed_for(config)
             cost = estimate(config, speed, self.sizes, point=self.calibration.point(config))
         except (UserError, torch.OutOfMemoryError) as e:

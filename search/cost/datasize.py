@@ -102,7 +102,7 @@ class DataSizes:
                 from facenet.data import PairList
 
                 pairs = PairList.read(config.val_path, config.val_list, config.max_val_pairs)
-                self._val[key] = (ValSize(len(pairs.images), len(pairs.lines)), 0)
+                self._val[key] = (ValSize(len(pairs.images), len(pairs)), 0)
             elif (known := self._known(config.val_path, "images")) is not None:
                 self._val[key] = (ValSize(known["images"], known["pairs"]), config.max_val_pairs)
             else:

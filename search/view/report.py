@@ -29,7 +29,6 @@ from optuna.trial import TrialState
 
 from ..record import DESCRIPTION, METRIC as TARGET, RETRAIN, TrialRecord, best_trial, stored_spec
 from .choices import ByChoice, by_choice, choice_keys
-from .figures import det_figure, roc_figure  # noqa: F401 (their old import path)
 from .figures import Fig, optuna_fig, roc_det_figs
 from .noise import Ranked, eer_text, methods_used, rank_top, retrain_text
 from .page import Page, Part, Skip
