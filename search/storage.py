@@ -16,7 +16,7 @@ import optuna
 
 from facenet.errors import UserError
 
-from .run.recovery import RetryStaleTrial
+from .run.recovery import MAX_RETRY, RetryStaleTrial
 
 # heartbeats and the retry callback are marked experimental but are the documented way to
 # survive dead workers on a database; the warning would print once per worker process
@@ -26,7 +26,6 @@ DEFAULT_STORAGE = "runs/facesearch.journal"
 # seconds between a running trial's heartbeats, and of silence after which it is stale (failed
 # and retried); FACESEARCH_HEARTBEAT=INTERVAL:GRACE overrides them (the tests use seconds)
 HEARTBEAT_INTERVAL, GRACE_PERIOD = (int(v) for v in os.environ.get("FACESEARCH_HEARTBEAT", "20:60").split(":"))
-MAX_RETRY = 3
 
 
 class StorageError(UserError):

@@ -18,11 +18,27 @@ Storage = Annotated[Optional[str], typer.Option(
          "postgresql://... or mysql://...")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Timeout = Annotated[Optional[str], typer.Option(help="No new trial starts after this long: 90m, 2h, 1h30m or seconds.")]
+LogFormat = Annotated[str, typer.Option(
+    "--log-format", envvar="FACESEARCH_LOG_FORMAT", help="Log lines without a terminal: text (ISO date and time, "
+    "then the message) or json (one object per line, for log collectors).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, see the README) instead of a table.")]
 
 
 def echo(msg: str) -> None:
     typer.echo(msg)
+
+
+def use_log_format(fmt: str) -> None:
+    """Check ``--log-format`` and hand it to this process's log lines and the workers it starts."""
+    import os
+
+    from facenet.errors import UserError
+
+    from ..logline import LOG_FORMAT_ENV, LOG_FORMATS
+
+    if fmt not in LOG_FORMATS:
+        raise UserError(f"--log-format {fmt!r}: use one of {', '.join(LOG_FORMATS)}")
+    os.environ[LOG_FORMAT_ENV] = fmt
 
 
 def seconds(duration: str | None) -> float | None:

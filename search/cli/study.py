@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import Device, Json, Storage, Timeout, app, echo, seconds, study_app
+from .common import Device, Json, LogFormat, Storage, Timeout, app, echo, seconds, study_app, use_log_format
 
 
 def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[int] | None = None,
@@ -34,8 +34,11 @@ def study_run(
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
     timeout: Timeout = None,
     storage: Storage = None,
+    log_format: LogFormat = "text",
 ) -> None:
-    """Launch N workers on a study and watch it until its budget is spent."""
+    """Launch N workers on a study and watch it until its budget is spent (a live view on a terminal, dated
+    log lines otherwise; each worker's lines go to runs/STUDY/worker-N.log)."""
+    use_log_format(log_format)
     from ..run.launch import run_study
     from ..view.status import console as make_console, summary_line, trials_table
 
@@ -66,16 +69,19 @@ def worker(
     n_trials: Optional[int] = typer.Option(None, help="Stop when the study holds this many trials."),
     timeout: Timeout = None,
     device: Device = "auto",
+    log_format: LogFormat = "text",
 ) -> None:
-    """Join a study as one worker (run one per GPU on any machine that reaches the storage)."""
+    """Join a study as one worker (run one per GPU on any machine that reaches the storage). It writes dated
+    lines: start, each epoch, each finished trial, exit and a summary of the study."""
+    from ..logline import log_line
     from ..run.tether import tie_to_supervisor
     from ..run.worker import run_worker
 
+    use_log_format(log_format)
     limit = seconds(timeout)
     supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
     spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
-    ran = run_worker(spec, storage, worker_id, n_trials, limit, device, log=lambda m: echo(m))
-    echo(f"worker {worker_id}: ran {ran} trial(s); budget spent")
+    run_worker(spec, storage, worker_id, n_trials, limit, device, log=log_line)
 
 
 @app.command()

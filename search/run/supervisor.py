@@ -16,11 +16,11 @@ from optuna.trial import TrialState
 
 from facenet.devices import worker_gpu_env
 
-from ..record import INTERRUPTED, WORKER
+from ..record import WORKER
 from ..spec import StudySpec
 from ..storage import runs_root, storage_url
 from .breaker import REPEATS, StudyStopped
-from .recovery import fail_with_reason, recover_dead_trials
+from .recovery import interrupt, recover_dead_trials
 from .study import finished, finished_or_running
 from .tether import tether_env
 
@@ -148,5 +148,5 @@ class Supervisor:
         pids = {p.pid for p in self.procs.values()}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(WORKER, "").rpartition(":")[2] in {str(p) for p in pids}:
-                fail_with_reason(study, t, f"{INTERRUPTED} by {why}")
+                interrupt(study, t, why, self.log)
         self.procs.clear()
