@@ -2,7 +2,8 @@
 
 The journal file is safe for several processes on one machine (SQLite is not). Database
 URLs (PostgreSQL, MySQL) are for many machines; they get Optuna's heartbeat so a trial
-whose worker vanished is failed and queued again by the survivors.
+whose worker vanished is failed and queued again by the survivors. ``grpc://HOST:PORT`` reaches a
+storage that ``facesearch storage serve`` holds for many machines (no database server needed).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def is_database(url: str) -> bool:
 
 def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     url = storage_url(url)
+    if url.startswith("grpc://"):
+        return open_grpc(url)
     if is_database(url):
         return _open_rdb(url)
     path = Path(url.removeprefix("journal:"))
@@ -55,6 +58,13 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except OSError as e:
         raise StorageError(f"cannot open journal storage {path}: {e.strerror or e}; choose a writable path") from None
+
+
+def open_grpc(url: str) -> optuna.storages.BaseStorage:
+    """``grpc://HOST:PORT``: the storage a ``facesearch storage serve`` process holds for many nodes."""
+    from .run.proxy import connect   # the grpc extra: imported only for a grpc:// URL
+
+    return connect(url)
 
 
 DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}   # what the db extra installs

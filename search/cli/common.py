@@ -15,7 +15,7 @@ app.add_typer(study_app, name="study")
 Storage = Annotated[Optional[str], typer.Option(
     envvar="FACESEARCH_STORAGE", show_envvar=True,
     help="Optuna storage: a journal file path (default runs/facesearch.journal), sqlite:///FILE, "
-         "postgresql://... or mysql://...")]
+         "postgresql://..., mysql://... or grpc://HOST:PORT (facesearch storage serve)")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Timeout = Annotated[Optional[str], typer.Option(help="No new trial starts after this long: 90m, 2h, 1h30m or seconds.")]
 LogFormat = Annotated[str, typer.Option(
