@@ -205,12 +205,13 @@ def test_study_run_in_a_folder_holding_search_py_logs_every_trial_to_a_file(data
     assert done.returncode == 0, text
     trials = trials_of(url, "logged")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3, "the workers did not run their trials"
-    assert re.search(r"^\d\d:\d\d:\d\d worker 0 started \(pid \d+\)$", text, re.M)
+    dated = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d "   # ISO date and time
+    assert re.search(dated + r"worker 0 started \(pid \d+\)$", text, re.M)
     for t in trials:
-        line = re.search(rf"^\d\d:\d\d:\d\d trial {t.number} complete: val EER {t.value:.2f}%; (.*); \d+s$", text, re.M)
+        line = re.search(dated + rf"trial {t.number} complete: val EER {t.value:.2f}%; (.*); \d+s$", text, re.M)
         assert line, f"no line for trial {t.number}"
         assert set(line.group(1).split()) == {f"width={t.params['width']:.3g}", f"lr={t.params['lr']:.3g}"}
-    assert re.search(r"^\d\d:\d\d:\d\d summary: complete 3; budget 3", text, re.M), "no closing summary"
+    assert re.search(dated + r"summary: complete 3; budget 3", text, re.M), "no closing summary"
 
 
 # ------------------------------------------------------------------ 6 + 7. infeasible points, the rule that pruned

@@ -112,20 +112,27 @@ def study_status(
     as_json: Json = False,
 ) -> None:
     """A table of the study's trials (state, EER, params, parameter count, time and its estimate, prune
-    reason), the time left, GPU-hours spent and left under a budget, and successive-halving rungs."""
+    reason), the time left, GPU-hours spent and left under a budget, successive-halving rungs, and the Slurm
+    jobs running trials."""
     from ..record import stored_spec
     from ..storage import load_study, open_storage
     from ..view.rungs import rung_rows, rungs_table
     from ..view.status import console as make_console, status_json, summary_line, trials_table
 
+    from ..run.slurm import jobs_line, running_jobs
+
     study = load_study(name, open_storage(storage), storage)
     n_trials = stored_spec(study).get("n_trials")
     if as_json:
-        echo(json.dumps(status_json(study, n_trials, last), indent=2))
+        jobs = running_jobs(study.get_trials(deepcopy=False))
+        echo(json.dumps({**status_json(study, n_trials, last), "slurm_jobs": {str(n): j for n, j in jobs.items()}},
+                        indent=2))
         return
     console = make_console()
     console.print(trials_table(study, limit=last))
     console.print(summary_line(study, n_trials, stored_spec(study).get("hours")))
+    if line := jobs_line(study.get_trials(deepcopy=False)):
+        console.print(line)
     spec = stored_spec(study)
     if rows := rung_rows(study, spec.get("pruner") or {}, spec.get("epochs")):
         console.print(rungs_table(rows, f"rungs of the {spec['pruner']['name']} pruner (epochs)"))

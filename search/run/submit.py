@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -162,7 +163,10 @@ class SlurmTask:
     def __call__(self) -> int:
         worker_id = os.environ.get("SLURM_ARRAY_TASK_ID", "0")
         self.proc = subprocess.Popen([*self.command, "--worker-id", worker_id])
-        code = self.proc.wait()
+        # poll, not wait(): submitit's signal handler runs in this thread, and a wait() it interrupted would
+        # hold the lock that its own wait for the worker needs
+        while (code := self.proc.poll()) is None:
+            time.sleep(1)
         if code not in (0, 130):   # 130: stopped by a signal, its trial queued again
             raise RuntimeError(f"facesearch worker exited with status {code}; see the lines above")
         return code
