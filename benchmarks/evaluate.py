@@ -1,11 +1,11 @@
 """Verification wall time: our evaluation versus a per-pair loop.
 
-Ours (facenet.evaluate.Verifier): each unique image of the pair list decoded once into the
+Ours (facenet.eval.evaluate.Verifier): each unique image of the pair list decoded once into the
 cache, embedded once in big batches, vectorised cosine, sklearn EER. The per-pair loop:
 for every pair, PIL open + Resize + CenterCrop + ToTensor + Normalize both images, embed
 them as a batch of 2, cosine in Python. Same model, same pairs. Also times ``eer()`` over
 1,000,000 random scores (target: well under 1 s) and the identity-bootstrap interval
-(``facenet.stats``) with 1,000 resamples over a simulated list of 50,000 pairs between
+(``facenet.eval.stats``) with 1,000 resamples over a simulated list of 50,000 pairs between
 1,000 identities (target: under 2 s on one core).
 """
 from __future__ import annotations
@@ -22,11 +22,12 @@ from torchvision import transforms as T
 
 from common import device, face_set, parse, parser, ratio_line, temp_dir, timed
 from facenet.config import TrainConfig
-from facenet.data import PairList, cache_size
-from facenet.evaluate import Verifier, eer
+from facenet.data.cache import cache_size
+from facenet.data.folders import PairList
+from facenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facenet.eval.evaluate import Verifier, eer
+from facenet.eval.stats import IdentityBootstrap
 from facenet.models import build_model
-from facenet.stats import IdentityBootstrap
-from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from facenet.stats import ScoredPairs
+from facenet.eval.stats import ScoredPairs
 from search.record import RETRAIN, VAL_EER_CI, VAL_SCORES
 from search.storage import open_storage
 from search.view.analysis import QUESTIONS

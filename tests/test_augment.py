@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from facenet.augment import (AUGMENTATIONS, LOADER_OPS, MIXING, PRESETS, Augment, _warp, augment_names,
-                             build_augment, check_augment)
 from facenet.config import TrainConfig
+from facenet.data.augment import Augment, augment_names, build_augment, check_augment
+from facenet.data.augment_ops import AUGMENTATIONS, LOADER_OPS, MIXING, PRESETS, _warp
 from facenet.errors import ConfigError
 from facenet.registry import UnknownName
 

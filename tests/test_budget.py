@@ -16,7 +16,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from facenet.data import chosen_identities, training_set
+from facenet.data.sampler import chosen_identities, training_set
 from facenet.probe import device_label, probe, speed_key
 from search.cost.calibrate import calibrate
 from search.cost.calibration import SharedCalibration, stored_table

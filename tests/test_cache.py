@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from facenet import cache
-from facenet.cache import BatchedJpeg, PackedJpeg, RawImages, default_cache_dir, load_images
-from facenet.data import Batch, ClassBalancedSampler, IdentityFolder, PairList, cache_size
+from facenet.data import cache, cache_entry
+from facenet.data.cache import cache_size, default_cache_dir, load_images
+from facenet.data.cache_formats import BatchedJpeg, PackedJpeg, RawImages
+from facenet.data.folders import IdentityFolder, PairList
+from facenet.data.loader import BatchLoader, cut
+from facenet.data.sampler import Batch, ClassBalancedSampler
 from facenet.errors import ConfigError, DataError
-from facenet.loader import BatchLoader, cut
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,10 +127,10 @@ def test_training_runs_on_the_compressed_format(tiny_config, tmp_path):
 KILLED_BUILD = """
 import os, signal, sys
 from pathlib import Path
-from facenet import cache
+from facenet.data import cache, cache_entry
 
 cache.CHUNK = 8
-sink = {"raw": cache.RawSink, "jpeg": cache.JpegSink}[sys.argv[1]]
+sink = {"raw": cache_entry.RawSink, "jpeg": cache_entry.JpegSink}[sys.argv[1]]
 commit, commits = sink.commit, []
 
 def commit_then_die(self, first, results):
@@ -186,7 +188,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(train1, 
         f.write(data)
 
     monkeypatch.setattr(cache, "CHUNK", 8)
-    monkeypatch.setattr(cache, "_append", full_after_two)
+    monkeypatch.setattr(cache_entry, "_append", full_after_two)
     folder = tmp_path / "cache"
     with pytest.raises(DataError) as e:
         load_images(train1.root, train1.paths, 37, folder, fmt="jpeg")
@@ -245,7 +247,7 @@ def tree_state(folder: Path) -> list[tuple[str, int, int]]:
 
 def test_training_and_scoring_write_nothing_into_the_dataset(tiny_config, synth_data, tmp_path, monkeypatch):
     from facenet import fit
-    from facenet.evaluate import Verifier
+    from facenet.eval.evaluate import Verifier
 
     data = Path(shutil.copytree(synth_data, tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facenet.data import (ClassBalancedSampler, IdentityFolder, Names, PairList, cache_size, load_images,
-                          readable)
+from facenet.data.cache import cache_size, load_images
+from facenet.data.folders import IdentityFolder, Names, PairList, readable
+from facenet.data.sampler import ClassBalancedSampler
 from facenet.errors import DataError
 
 

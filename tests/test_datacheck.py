@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from test_cli_errors import cli, one_line_error
 
-from facenet.data import cache_size
-from facenet.datacheck import check_data
+from facenet.data.cache import cache_size
+from facenet.data.datacheck import check_data
 
 
 @pytest.fixture

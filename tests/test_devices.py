@@ -92,7 +92,7 @@ def test_autocast_is_off_when_amp_is(monkeypatch):
 
 def test_evaluation_honours_amp(tiny_config, monkeypatch):
     """The run's ``amp`` reaches evaluation's autocast (it was always on)."""
-    import facenet.evaluate as evaluate
+    import facenet.eval.evaluate as evaluate
 
     seen = []
     monkeypatch.setattr(evaluate, "autocast_for", lambda device, enabled=True: seen.append(enabled) or
@@ -189,8 +189,8 @@ def test_training_on_the_last_gpu_makes_it_current(tiny_config):
 def test_loader_slots_wait_for_their_copies_on_the_gpu(tiny_config):
     import numpy as np
 
-    from facenet.data import ClassBalancedSampler
-    from facenet.loader import BatchLoader
+    from facenet.data.loader import BatchLoader
+    from facenet.data.sampler import ClassBalancedSampler
 
     device = resolve_device(f"cuda:{torch.cuda.device_count() - 1}")
     images = np.random.default_rng(0).integers(0, 256, (80, 8, 8, 3), dtype=np.uint8)

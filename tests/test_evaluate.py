@@ -3,9 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from facenet.data import PairList
-from facenet.evaluate import Verifier, eer, pair_scores, write_scores
-from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, center_crop, normalize_
+from facenet.data.folders import PairList
+from facenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, center_crop, normalize_
+from facenet.eval.evaluate import Verifier, eer, pair_scores, write_scores
 
 
 def eer_course(labels, scores):

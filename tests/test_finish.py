@@ -13,8 +13,9 @@ import optuna
 import pytest
 import torch
 
-from facenet.data import PairList, cache_size, load_images
-from facenet.evaluate import embed
+from facenet.data.cache import cache_size, load_images
+from facenet.data.folders import PairList
+from facenet.eval.evaluate import embed
 from facenet.export import export_bundle, load_embedder
 from search.finish.retrain import retrain
 from search.record import RETRAIN
@@ -97,7 +98,7 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
     res = meta["resolution"]
     pairs = PairList.read(finished["data"] / "test", "test_pairs.csv")
     cached = load_images(pairs.root, pairs.images[:16], cache_size(res), tmp_path / "cache").array
-    from facenet.transforms import ToFloat, center_crop, normalize_
+    from facenet.data.transforms import ToFloat, center_crop, normalize_
 
     images = normalize_(ToFloat()(torch.from_numpy(np.array(center_crop(cached, res))))).numpy()
     np.save(tmp_path / "x.npy", images)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from facenet.data import Batch, ClassBalancedSampler
+from facenet.data.loader import BatchLoader, cut
+from facenet.data.sampler import Batch, ClassBalancedSampler
 from facenet.errors import DataError
-from facenet.loader import BatchLoader, cut
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (80, 8, 8, 3), dtype=np.uint8)
 LABELS = np.repeat(np.arange(20), 4)

@@ -12,8 +12,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from facenet.evaluate import eer
-from facenet.stats import ScoredPairs
+from facenet.eval.evaluate import eer
+from facenet.eval.stats import ScoredPairs
 from search.record import VAL_EER_CI, VAL_SCORES
 from search.storage import open_storage
 from search.view.choices import by_choice

@@ -8,7 +8,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from facenet.stats import ScoredPairs
+from facenet.eval.stats import ScoredPairs
 from search.record import TrialRecord
 from search.run.objective import Objective
 from search.spec import build_pruner, build_sampler, parse_spec

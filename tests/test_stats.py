@@ -1,4 +1,4 @@
-"""facenet.stats: the weighted EER against sklearn and explicit duplication, the identity bootstrap's
+"""facenet.eval.stats: the weighted EER against sklearn and explicit duplication, the identity bootstrap's
 coverage on simulated lists with a known population EER, paired comparisons, and the run's interval."""
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_curve
 
-import facenet.stats as stats
-from facenet.data import PairList
+import facenet.eval.stats as stats
+from facenet.data.folders import PairList
 from facenet.errors import CheckpointError
-from facenet.evaluate import eer
-from facenet.stats import (EerInterval, IdentityBootstrap, ScoredPairs, compare_eers, eer_interval,
-                           pair_identities, unpaired_difference, weighted_eer, within_noise)
+from facenet.eval.evaluate import eer
+from facenet.eval.stats import (EerInterval, IdentityBootstrap, ScoredPairs, compare_eers, eer_interval,
+                                pair_identities, unpaired_difference, weighted_eer, within_noise)
 
 
 def eer_sklearn_weighted(labels, scores, weights):

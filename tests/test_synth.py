@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facenet.data.synth import SPLITS, split_counts, synthesize
+from facenet.data.synth_faces import DOMAINS, sample_face, sample_nuisance
+from facenet.data.synth_paint import HAIR_STYLES, render_face
 from facenet.errors import DataError
-from facenet.synth import (DOMAINS, HAIR_STYLES, SPLITS, render_face, sample_face, sample_nuisance, split_counts,
-                           synthesize)
 
 SPLIT_NAMES = [name for name, *_ in SPLITS]
 # val: 2 identities x 4 images -> 12 same-person and 16 different-person pairs exist; 10 asks for 5 + 5,

@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .cache import FORMATS, budget_bytes, cache_folder, choose_format, free_bytes
-from .config import TrainConfig
-from .data import IMAGE_EXTS, IdentityFolder, PairList, cache_size
-from .errors import DataError, UserError
+from ..config import TrainConfig
+from ..errors import DataError, UserError
+from .cache import FORMATS, budget_bytes, cache_folder, cache_size, choose_format, free_bytes
+from .folders import IMAGE_EXTS, IdentityFolder, PairList
 
 SAMPLE = 32                  # images encoded per set and size to project the jpeg bytes
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "radam": 2, "sgd": 1}   # state tensors per parameter
@@ -113,8 +113,8 @@ def checkpoint_bytes(config: TrainConfig, n_classes: int) -> int:
     """Bytes a kept trial holds: best.pt (the model) + last.pt (model, loss, optimizer state), in fp32."""
     import torch
 
-    from .losses import build_loss
-    from .models import _SkipMetaInit, build_model
+    from ..losses import build_loss
+    from ..models import _SkipMetaInit, build_model
 
     with torch.device("meta"), _SkipMetaInit():
         model, loss = build_model(config), build_loss(config, n_classes)

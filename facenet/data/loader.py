@@ -1,13 +1,13 @@
 """Training batches from the decoded-image cache: random crops and mirrors cut by background threads.
 
 Each image's window is sliced out of the raw memmap (or its JPEG decoded whole, then cut: see
-``facenet.cache``) on uint8 and copied into one of a ring of buffers that are reused batch after
+``facenet.data.cache``) on uint8 and copied into one of a ring of buffers that are reused batch after
 batch (pinned when the model is on CUDA; on the GPU itself when the GPU decodes the JPEGs). Threads,
 not worker processes: the work is slicing and copying, which runs outside the GIL, while a
 process must hand each batch over in freshly mapped shared memory, and on 2 cores those
 page faults cost more than the cutting itself (benchmarks/README.md has the numbers).
 The float conversion and the other augmentations then run on whole batches on the
-training device (``facenet.transforms``, ``facenet.augment``).
+training device (``facenet.data.transforms``, ``facenet.data.augment``).
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .cache import CachedImages, as_images
-from .data import Batch, ClassBalancedSampler
-from .devices import copy_done
-from .errors import DataError
+from ..devices import copy_done
+from ..errors import DataError
+from .cache_formats import CachedImages, as_images
+from .sampler import Batch, ClassBalancedSampler
 
 
 def cut(images: CachedImages, batch: Batch, res: int, flip: float, out: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 The course's per-image Resize(256) happens once, in the decoded-image cache, and each
 image's random crop and mirror happen in the loader's threads, on uint8
-(``facenet.loader``). What is left runs on whole batches on the training device:
+(``facenet.data.loader``). What is left runs on whole batches on the training device:
 conversion to float, the float augmentations, then ImageNet scaling, in place.
 """
 from __future__ import annotations

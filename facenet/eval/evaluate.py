@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 
-from .cache import CachedImages, load_images
-from .data import PairList, cache_size
-from .devices import PinnedStaging, autocast_for
-from .errors import DataError
-from .transforms import ToFloat, center_crop, normalize_
+from ..data.cache import cache_size, load_images
+from ..data.cache_formats import CachedImages
+from ..data.folders import PairList
+from ..data.transforms import ToFloat, center_crop, normalize_
+from ..devices import PinnedStaging, autocast_for
+from ..errors import DataError
 
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import PairList
+from ..data.folders import PairList
+from ..devices import resolve_device
+from ..export import load_embedder
 from .evaluate import Verifier
-from .export import load_embedder
-from .devices import resolve_device
 
 
 def score_pairs(model: str | Path, pairs: PairList, device: str = "auto", batch: int = 256,

@@ -22,7 +22,7 @@ would occur in the list built from the drawn identities:
 The identity of an image is the first component of its path (``id00012/00001.jpg`` ->
 ``id00012``), as in the course layout; a file at the list's root is an identity of its own.
 
-Each resample's EER is exactly the course's (``facenet.evaluate.eer``: sklearn's
+Each resample's EER is exactly the course's (``facenet.eval.evaluate.eer``: sklearn's
 ``roc_curve`` with its thinning of intermediate points, ``nanargmin |fnr - fpr|``) on the
 weighted list, i.e. on the list with every pair repeated ``weight`` times. It is computed
 without building any ROC: scores are sorted once; per resample, pair weights are integer
@@ -46,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 N_RESAMPLES = 1000
 SEED = 0
@@ -92,7 +92,7 @@ class EerComparison:
 
 
 def eer(labels, scores) -> float:
-    """The course EER (``facenet.evaluate.eer``), imported on first use: facenet.evaluate pulls in torch,
+    """The course EER (``facenet.eval.evaluate.eer``), imported on first use: facenet.eval.evaluate pulls in torch,
     and ``study status`` or the live view only format stored intervals."""
     from .evaluate import eer as course_eer
 
@@ -106,7 +106,7 @@ def identity_of(path: str) -> str:
 
 
 def pair_identities(pairs) -> tuple[np.ndarray, np.ndarray]:
-    """Identity codes (int) of the two images of every pair of a ``facenet.data.PairList``."""
+    """Identity codes (int) of the two images of every pair of a ``facenet.data.folders.PairList``."""
     _, codes = np.unique([identity_of(p) for p in pairs.images], return_inverse=True)
     codes = codes.astype(np.int64).reshape(-1)
     return codes[pairs.left], codes[pairs.right]
@@ -128,7 +128,7 @@ class ScoredPairs:
 
     def save(self, path: str | Path) -> None:
         """Atomic ``.npz`` (13 bytes a pair): no reader sees half a file, a full disk leaves no debris."""
-        from .checkpoint import write_atomic   # torch comes with it: only a run that saves needs it
+        from ..checkpoint import write_atomic   # torch comes with it: only a run that saves needs it
 
         buffer = io.BytesIO()
         np.savez(buffer, labels=self.labels.astype(np.int8), scores=self.scores,
@@ -354,7 +354,7 @@ def _eers_from_cumulative(cum_pos: np.ndarray, cum_neg: np.ndarray, pos_upto: np
     fp_a, tp_a = fp_c - n_back * dfp, tp_c - n_back * dtp
     fp_b, tp_b = fp_c + n_fwd * dfp, tp_c + n_fwd * dtp
     with np.errstate(divide="ignore", invalid="ignore"):
-        # the same float operations as roc_curve + facenet.evaluate.eer, so the same bits
+        # the same float operations as roc_curve + facenet.eval.evaluate.eer, so the same bits
         negf, posf = neg.astype(np.float64), pos.astype(np.float64)
         fpr_a, fnr_a = fp_a / negf, 1 - tp_a / posf
         fpr_b, fnr_b = fp_b / negf, 1 - tp_b / posf
