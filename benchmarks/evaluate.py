@@ -55,7 +55,7 @@ def bootstrap_seconds(n_pairs: int = 50_000, n_ids: int = 1_000,
     labels = rng.integers(0, 2, n_pairs)
     left = rng.integers(0, n_ids, n_pairs)
     right = np.where(labels == 1, left, (left + rng.integers(1, n_ids, n_pairs)) % n_ids)
-    effect = rng.normal(0, 0.5, n_ids)   # identities with random effects, as in tests/test_stats.py
+    effect = rng.normal(0, 0.5, n_ids)   # identities with random effects, as in tests/facenet/eval/test_stats.py
     scores = (2.5 * labels + effect[left] + effect[right] + rng.normal(size=n_pairs)).astype(np.float32)
     wall, cpu = [], []
     for _ in range(3):

@@ -9,7 +9,7 @@ would occur in the list built from the drawn identities:
 - a pair of two images of one identity ``i`` (a genuine pair) weighs ``m_i``: each drawn
   copy of ``i`` brings its own genuine pairs. (``m_i ** 2`` would also count pairs *between*
   two copies of one person as extra genuine pairs; they do not exist in the data, and the
-  extra weight variance widens the interval: in the simulation of ``tests/test_stats.py``,
+  extra weight variance widens the interval: in the simulation of ``tests/facenet/eval/test_stats.py``,
   1,000 lists, ``m_i ** 2`` covered the true EER in 99.4 % with intervals 11.4 points wide,
   ``m_i`` in 96.5 % at 9.0 points, a pair bootstrap in 83.1 % at 5.5 points.)
 - a pair of two identities ``i != j`` weighs ``m_i * m_j``: every copy of ``i`` meets every
@@ -31,7 +31,7 @@ true positives) after each distinct score. ``1 - tpr - fpr`` falls strictly from
 point, so the minimum of ``|fnr - fpr|`` is at one of the two kept points around its zero;
 a binary search finds the zero, and a short window around it finds which points sklearn's
 thinning keeps (it drops a point whose step equals the next step). All integer arithmetic,
-so the figures equal sklearn's bit for bit (``tests/test_stats.py`` checks it).
+so the figures equal sklearn's bit for bit (``tests/facenet/eval/test_stats.py`` checks it).
 
 The 95 % interval is the bootstrap percentile interval. Resamples are drawn from ``seed``
 alone, so every model scored on the same list gets the same resamples: intervals of two

@@ -26,7 +26,7 @@ from search.record import CALIBRATION_STUDY, SPEED, SPEED_KEY, TrialRecord
 from search.run.worker import run_worker
 from search.spec import SpecError, load_spec, parse_spec
 from search.storage import open_storage
-from test_cli_errors import cli
+from tests.search.cli.test_cli_errors import cli
 
 
 def write_spec(path: Path, data: Path, name: str, budget: dict, **extra) -> Path:

@@ -23,8 +23,8 @@ from search.storage import open_storage
 from search.view.analysis import QUESTIONS
 from search.view.experiments import COLUMNS
 from search.view.report import write_report
-from test_cli_errors import cli
-from test_noise import scores, val_list
+from tests.search.cli.test_cli_errors import cli
+from tests.search.view.test_noise import scores, val_list
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLAN_COLUMNS = ["number", "name", "model", "loss", "optimizer", "scheduler", "lr", "weight_decay",

@@ -22,7 +22,7 @@ from search.record import RETRAIN
 from search.spec import load_spec
 from search.storage import open_storage
 from search.run.worker import run_worker
-from test_workers import write_spec
+from tests.search.run.test_workers import write_spec
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,7 @@ def test_study_reads_back_through_optunas_own_cli_and_api(finished):
 def test_retrain_top_retrains_each_and_compares_them_paired(finished, tmp_path, monkeypatch):
     """Last in this file: it replaces the study's retrain record with the best of the two retrained."""
     from search.record import RETRAINS
-    from test_cli_errors import cli
+    from tests.search.cli.test_cli_errors import cli
 
     monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "runs"))
     done = cli("retrain", "finish", "--storage", finished["url"], "--top", "2", "--epochs", "1",

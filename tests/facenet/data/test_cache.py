@@ -22,7 +22,7 @@ from facenet.data.loader import BatchLoader, cut
 from facenet.data.sampler import Batch, ClassBalancedSampler
 from facenet.errors import ConfigError, DataError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from search.storage import open_storage
 from search.view.proxy import proxy_pairs, spearman
 from search.view.report import write_report
 from search.view.rungs import rung_rows
-from test_cli_errors import cli, one_line_error
+from tests.search.cli.test_cli_errors import cli, one_line_error
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[3] / "studies"
 SPACE = {"width": {"type": "categorical", "choices": [0.125, 0.25]},
          "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}}
 COMMON = {"model": "resnet_w", "n_out": 32, "batch_size": 8, "n_per_class": 2, "workers": 0,

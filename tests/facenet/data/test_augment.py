@@ -96,7 +96,7 @@ def test_both_mixing_ops_alternate():
 
 
 def test_flip_goes_to_the_loader():
-    # mirroring runs per image in the loader's workers (tests/test_data.py), not as a batch op
+    # mirroring runs per image in the loader's workers (tests/facenet/data/test_data.py), not as a batch op
     a = build_augment(TrainConfig(augment="flip"))
     assert a.flip == 0.5 and not a.ops and not a.mixers and not a
     assert build_augment(TrainConfig(augment="rotate")).flip == 0.0

@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_cli_errors import cli, one_line_error
+from tests.search.cli.test_cli_errors import cli, one_line_error
 
 from facenet.data.cache import cache_size
 from facenet.data.datacheck import check_data

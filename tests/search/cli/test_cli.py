@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 from search.run.study import prepare_study
 from search.spec import parse_spec
 from search.storage import open_storage
-from test_cli_errors import cli
+from tests.search.cli.test_cli_errors import cli
 
 LR = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
 
@@ -61,7 +61,7 @@ def test_study_delete_asks_unless_yes(journal):
 
 
 def test_timeout_takes_durations_and_bad_ones_are_one_line(synth_data, tmp_path, monkeypatch):
-    from test_workers import write_spec
+    from tests.search.run.test_workers import write_spec
 
     spec = write_spec(tmp_path / "s.yaml", synth_data, "timed", n_trials=1, epochs=1)
     bad = cli("worker", str(spec), "--timeout", "soon")

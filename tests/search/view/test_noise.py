@@ -18,7 +18,7 @@ from search.record import VAL_EER_CI, VAL_SCORES
 from search.storage import open_storage
 from search.view.choices import by_choice
 from search.view.noise import PAIRED, UNPAIRED, rank_top, within_noise_of_best
-from test_cli_errors import cli
+from tests.search.cli.test_cli_errors import cli
 
 LOSS = CategoricalDistribution(["arcface", "cosface", "softmax", "triplet_hard", "contrastive"])
 

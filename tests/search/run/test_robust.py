@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 
 from search.record import WORKER, TrialRecord
 from search.storage import open_storage
-from test_cli_errors import cli, one_line_error, train_args
-from test_workers import trials_of, write_spec as workers_spec
+from tests.search.cli.test_cli_errors import cli, one_line_error, train_args
+from tests.search.run.test_workers import trials_of, write_spec as workers_spec
 
 CLI = [sys.executable, "-P", "-m", "search.cli"]   # -P: these tests start commands in folders of their own
 
