@@ -16,7 +16,7 @@ import torch
 
 from facenet.data import cache, cache_entry
 from facenet.data.cache import cache_size, default_cache_dir, load_images
-from facenet.data.cache_formats import BatchedJpeg, PackedJpeg, RawImages
+from facenet.data.cache_formats import BatchedJpeg, PackedJpeg, RawImages, gpu_decode_ok
 from facenet.data.folders import IdentityFolder, PairList
 from facenet.data.loader import BatchLoader, cut
 from facenet.data.sampler import Batch, ClassBalancedSampler
@@ -74,7 +74,7 @@ def test_batched_decoder_cuts_what_the_thread_decoder_cuts(train1, tmp_path):
     """The GPU path's code (one decode_jpeg call per batch, one gather for every window) run on the CPU;
     on CUDA only the decoder differs (nvJPEG), which this machine cannot run."""
     packed = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="jpeg")
-    assert packed.for_device(torch.device("cpu")) is packed and not cache.gpu_decode_ok("cpu")
+    assert packed.for_device(torch.device("cpu")) is packed and not gpu_decode_ok("cpu")
     batched = BatchedJpeg(packed, "cpu")
     batch = Batch(np.arange(10) * 3, (1, 2, 3))
     a = cut(packed, batch, 28, 0.5, torch.empty(10, 28, 28, 3, dtype=torch.uint8)).numpy().astype(int)
