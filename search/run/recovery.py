@@ -10,7 +10,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..record import FAIL_REASON, INTERRUPTED, RETRY_OF, WORKER, origin_number
+from ..record import FAIL_REASON, INTERRUPTED, RETRY_OF, WORKER, TrialRecord, origin_number
 
 
 MAX_RETRY = 3   # retries of a trial whose worker died (a crash each time is the trial's own fault)
@@ -24,18 +24,23 @@ def requeue(study: optuna.Study, trial: FrozenTrial, log: Callable[[str], None] 
     resumes where the last stopped."""
     origin = origin_number(trial)
     died = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if origin_number(t) == origin and not str(t.user_attrs.get(FAIL_REASON, "")).startswith(INTERRUPTED)]
+            if origin_number(t) == origin and TrialRecord.of(t).failure]   # interruptions are no failure
     if len(died) > MAX_RETRY:
         log(f"trial {trial.number}: not queued again: trial {origin}'s worker died {len(died)} times")
         return False
-    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin})
+    queue_retry(study, trial)
     return True
+
+
+def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    """The same params again, as a retry of the chain's first trial (whose run folder it resumes)."""
+    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin_number(trial)})
 
 
 def interrupt(study: optuna.Study, trial: FrozenTrial, why: str, log: Callable[[str], None] = print) -> None:
     """A trial stopped by a signal, on any storage: queue its retry first, then fail it, so whoever sees it
     failed also sees its retry (and never queues a second one)."""
-    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin_number(trial)})
+    queue_retry(study, trial)
     fail_with_reason(study, trial, f"{INTERRUPTED} by {why}")
     log(f"trial {trial.number}: interrupted by {why}; queued again to resume from its checkpoint")
 

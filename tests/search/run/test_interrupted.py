@@ -68,3 +68,35 @@ def test_a_signalled_worker_s_trial_resumes_from_its_checkpoint_on_postgres(synt
     assert trained and trained[0] > 1 and trained[0] >= done_before, second.stdout
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 1
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_trial_whose_worker_keeps_dying_is_not_retried_forever(synth_data, tmp_path):
+    """Each dead worker's trial is queued again, up to MAX_RETRY times; interruptions never count."""
+    import socket
+
+    import optuna
+
+    from search.run.recovery import MAX_RETRY, interrupt, recover_dead_trials
+    from search.run.study import prepare_study
+    from search.spec import load_spec
+    from search.storage import open_storage
+
+    spec_path = write_spec(tmp_path / "s.yaml", synth_data, "crashing", n_trials=1, epochs=1)
+    study = prepare_study(load_spec(spec_path), open_storage(str(tmp_path / "s.journal")))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    space = {"width": optuna.distributions.CategoricalDistribution([0.125, 0.25]),
+             "lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    lines: list[str] = []
+    interrupted = study.ask(space)   # an interruption first: it queues a retry and is no failure
+    interrupt(study, study.get_trials(deepcopy=False)[interrupted.number], "SIGTERM", lines.append)
+    for attempt in range(MAX_RETRY + 1):
+        trial = study.ask()   # the retry queued last (same params, same origin)
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{dead.pid}")
+        recovered = recover_dead_trials(study, log=lines.append)
+        assert recovered == [trial.number]
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        assert len(waiting) == (1 if attempt < MAX_RETRY else 0), (attempt, lines)
+    assert lines[-1].endswith(f"not queued again: trial {interrupted.number}'s worker died {MAX_RETRY + 1} times")
+    trials = study.get_trials(deepcopy=False)
+    assert {t.user_attrs.get("retry_of") for t in trials[1:]} == {interrupted.number}

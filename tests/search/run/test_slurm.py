@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -85,7 +86,7 @@ def slurm():
     for sub in ("state", "spool", "munge"):
         (folder / sub).mkdir()
     shutil.chown(folder / "munge", "munge", "munge")
-    folder.chmod(folder.stat().st_mode | stat.S_IXOTH)   # munged (its own user) reaches its socket folder
+    folder.chmod(0o711)   # munged (its own user) must reach its socket folder, and insists every user can
     conf = folder / "slurm.conf"
     host = socket.gethostname().split(".")[0]
     conf.write_text(SLURM_CONF.format(host=host, folder=folder, cpus=os.cpu_count() or 1,
@@ -95,10 +96,10 @@ def slurm():
     try:
         subprocess.run(["runuser", "-u", "munge", "--", _sbin("munged"), f"--socket={folder}/munge/munge.sock",
                         f"--pid-file={folder}/munge/munged.pid", f"--log-file={folder}/munge/munged.log",
-                        f"--seed-file={folder}/munge/seed"], check=True, capture_output=True)
+                        f"--seed-file={folder}/munge/seed"], check=True, capture_output=True, text=True)
         started.append(folder / "munge" / "munged.pid")
         for daemon, args in (("slurmctld", ["-i"]), ("slurmd", [])):
-            subprocess.run([_sbin(daemon), *args], env=env, check=True, capture_output=True)
+            subprocess.run([_sbin(daemon), *args], env=env, check=True, capture_output=True, text=True)
             started.append(folder / f"{daemon}.pid")
 
         def idle():
@@ -117,11 +118,22 @@ def slurm():
     finally:
         subprocess.run(["scancel", "--full", "--user", "root"], env=env, capture_output=True)
         for pid_file in reversed(started):   # the daemons this fixture started, by their pids
-            try:
-                os.kill(int(pid_file.read_text().split()[0]), 15)
-            except (OSError, ValueError):
-                pass
+            stop_daemon(pid_file)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_daemon(pid_file: Path) -> None:
+    """SIGTERM, then SIGKILL once it has had 30 s."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):   # gone (or never wrote its pid)
+        pass
 
 
 def squeue(env: dict, job: str) -> list[tuple[str, str, str]]:
