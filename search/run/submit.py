@@ -14,6 +14,7 @@ import math
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -181,26 +182,56 @@ class SlurmTask:
                 self.proc.wait(timeout=STOP_WAIT)
             except subprocess.TimeoutExpired:
                 pass
-        left = trials_left(self.study)
-        if not self.requeue or not left:
-            print(f"job not requeued: {'--requeue not asked' if not self.requeue else 'the study is done'}",
-                  flush=True)
+        why = self.no_requeue()
+        if why:
+            print(f"job not requeued: {why}", flush=True)
             return None
-        print(f"requeueing the job: {left} trial(s) of study {self.study} left", flush=True)
+        print(f"requeueing the job: study {self.study} has trials left", flush=True)
         return DelayedSubmission(self, *args, **kwargs)
 
+    def no_requeue(self) -> str | None:
+        """Why this job should not run again, or None: not asked, the study done, or no progress here (a time
+        limit too short for start-up and one epoch would requeue forever)."""
+        if not self.requeue:
+            return "--requeue not asked"
+        import optuna
 
-def trials_left(study_name: str) -> int:
+        from ..storage import open_storage
+
+        study = optuna.load_study(study_name=self.study, storage=open_storage())
+        if not trials_left(study):
+            return "the study is done"
+        if self.proc is not None and not trained(study, f"{socket.gethostname()}:{self.proc.pid}"):
+            return "its worker trained no epoch in this job; give --time room for start-up and an epoch"
+        return None
+
+
+def trials_left(study) -> int:
     """Trials the study still needs (its stored budget less those finished); a large number without one."""
-    import optuna
-
     from ..record import stored_spec
-    from ..storage import open_storage
     from .study import finished
 
-    study = optuna.load_study(study_name=study_name, storage=open_storage())
     n_trials = stored_spec(study).get("n_trials")
     return max(0, n_trials - finished(study)) if n_trials else sys.maxsize
+
+
+def trained(study, worker: str) -> bool:
+    """Whether the worker ``host:pid`` finished a trial, or trained an epoch past where its trial's retry
+    chain had stopped before."""
+    from ..record import WORKER, origin_number
+    from .study import FINISHED
+
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
+        if t.user_attrs.get(WORKER) != worker:
+            continue
+        if t.state in FINISHED:
+            return True
+        before = max((max(p.intermediate_values, default=0) for p in trials
+                      if p.number < t.number and origin_number(p) == origin_number(t)), default=0)
+        if max(t.intermediate_values, default=0) > before:
+            return True
+    return False
 
 
 def minutes(seconds: float) -> int:

@@ -193,3 +193,4 @@ def test_study_submit_survives_the_walltime_signal_and_the_requeue_resumes(slurm
     assert "resumed" in logs   # the worker of a requeued job says where it picked the trial up
     restarts = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
     assert restarts.count("Restarts=1") == 2, restarts
+    print(logs)   # with -s: what a user reads in the task logs

@@ -72,3 +72,28 @@ def test_submit_refuses_more_tasks_than_trials_and_a_signal_after_the_limit(synt
     one_line_error(cli("study", "submit", str(spec_path), "--array", "3", "--dry-run"), "--array 3", "2 trials")
     one_line_error(cli("study", "submit", str(spec_path), "--time", "2m", "--signal-delay", "300", "--dry-run"),
                    "--signal-delay 300s")
+
+
+def test_a_job_whose_worker_trained_nothing_is_not_requeued(tmp_path):
+    """A time limit too short for start-up and one epoch must not requeue forever: progress is an epoch past
+    where the trial's retry chain stood (a resumed trial announces its old epochs again) or a finished trial."""
+    import optuna
+
+    from search.record import RETRY_OF, WORKER
+    from search.run.submit import trained
+
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal"))))
+    first = study.ask()
+    first.set_user_attr(WORKER, "node:1")
+    for epoch in (1, 2, 3):
+        first.report(0.5, epoch)
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({}, user_attrs={RETRY_OF: first.number})
+    retry = study.ask()
+    retry.set_user_attr(WORKER, "node:2")
+    for epoch in (1, 2, 3):   # replayed from the checkpoint: no new epoch yet
+        retry.report(0.5, epoch)
+    assert trained(study, "node:1") and not trained(study, "node:2") and not trained(study, "node:3")
+    retry.report(0.4, 4)
+    assert trained(study, "node:2")
