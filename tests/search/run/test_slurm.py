@@ -144,7 +144,7 @@ def squeue(env: dict, job: str) -> list[tuple[str, str, str]]:
 
 
 def test_study_submit_survives_the_walltime_signal_and_the_requeue_resumes(slurm, synth_data, tmp_path):
-    epochs = 30
+    epochs = 16
     spec_path = write_spec(tmp_path / "s.yaml", synth_data, "walltime", n_trials=2, epochs=epochs)
     url = str(tmp_path / "s.journal")   # one node: a journal is safe here
     env = dict(slurm, OMP_NUM_THREADS="1")
@@ -159,7 +159,7 @@ def test_study_submit_survives_the_walltime_signal_and_the_requeue_resumes(slurm
 
     def both_mid_trial():
         running = [t for t in trials_of(url, "walltime") if t.state == TrialState.RUNNING]
-        mid = [t for t in running if t.intermediate_values and max(t.intermediate_values) < epochs - 5]
+        mid = [t for t in running if t.intermediate_values and max(t.intermediate_values) < epochs - 4]
         return mid if len(mid) == 2 else None
 
     stopped = wait_for("both tasks past a trial's first epoch", both_mid_trial, limit=400)
