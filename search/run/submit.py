@@ -144,6 +144,7 @@ def submit(opts: SlurmOptions, name: str, target: Path, url: str | None, runs: P
         with executor.batch():
             jobs = [executor.submit(task) for _ in range(opts.array)]
     except subprocess.CalledProcessError as e:
+        url_file.unlink(missing_ok=True)   # no job will read it
         out = (e.output or b"").decode(errors="replace").strip().splitlines()
         raise SubmitError(f"sbatch refused the job: {out[-1] if out else e}") from None
     return [job.job_id for job in jobs]
