@@ -10,6 +10,8 @@ beside submitit's files), which the script exports before it starts the worker.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import shlex
@@ -127,6 +129,7 @@ def submit(opts: SlurmOptions, name: str, target: Path, url: str | None, runs: P
     folder, runs, url_file = folder.resolve(), runs.resolve(), folder.resolve() / URL_FILE
     try:
         import submitit
+        from submitit.core.utils import FailedJobError
     except ImportError:
         raise SubmitError("study submit needs submitit; install it with: pip install 'facesearch[slurm]'") from None
     if dry_run:
@@ -140,13 +143,14 @@ def submit(opts: SlurmOptions, name: str, target: Path, url: str | None, runs: P
     write_url_file(url_file, absolute_storage(url))
     executor.update_parameters(**slurm_parameters(opts, name, setup_lines(command, url_file, runs)))
     task = SlurmTask(command, name, opts.requeue)
+    said = io.StringIO()   # submitit prints sbatch's complaint too: the user gets it once, in one line
     try:
-        with executor.batch():
+        with contextlib.redirect_stderr(said), executor.batch():
             jobs = [executor.submit(task) for _ in range(opts.array)]
-    except subprocess.CalledProcessError as e:
+    except FailedJobError as e:
         url_file.unlink(missing_ok=True)   # no job will read it
-        out = (e.output or b"").decode(errors="replace").strip().splitlines()
-        raise SubmitError(f"sbatch refused the job: {out[-1] if out else e}") from None
+        lines = (str(e) or said.getvalue()).strip().splitlines()
+        raise SubmitError(f"sbatch refused the job: {lines[-1] if lines else 'no reason given'}") from None
     return [job.job_id for job in jobs]
 
 

@@ -194,3 +194,14 @@ def test_study_submit_survives_the_walltime_signal_and_the_requeue_resumes(slurm
     restarts = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
     assert restarts.count("Restarts=1") == 2, restarts
     print(logs)   # with -s: what a user reads in the task logs
+
+
+def test_sbatch_refusing_the_job_is_one_line_and_leaves_no_url_file(slurm, synth_data, tmp_path):
+    spec_path = write_spec(tmp_path / "s.yaml", synth_data, "refused", n_trials=1, epochs=1)
+    out = subprocess.run([sys.executable, "-m", "search.cli", "study", "submit", str(spec_path), "--partition",
+                          "nosuch", "--gpus-per-task", "0", "--storage", str(tmp_path / "s.journal")],
+                         env=slurm, capture_output=True, text=True, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stdout + out.stderr
+    assert lines[0].startswith("error: sbatch refused the job:") and "partition" in lines[0], lines
+    assert not (tmp_path / "refused" / "slurm" / "storage-url").exists()
