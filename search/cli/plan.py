@@ -105,12 +105,16 @@ def run(
         from ..cost.calibration import CalibrationTable
 
         sizes = _sizes(CalibrationTable.load(calibration) if calibration else CalibrationTable(), data_size)
-    run_plan(r, dry_run, calibration, sizes, console)
+    from ..plan.status import finish_lines
+
+    done = run_plan(r, dry_run, calibration, sizes, console)
     if dry_run:
         echo("dry run: nothing was run or stored")
-    else:
-        echo(f"plan {spec.name} done; see it with: facesearch plan status {plan}"
-             + (f" --storage {storage}" if storage else ""))
+        return
+    for line in finish_lines(done["finish"]):
+        echo(line)
+    echo(f"plan {spec.name} done; see it with: facesearch plan status {plan}"
+         + (f" --storage {storage}" if storage else ""))
 
 
 @plan_app.command("status")
@@ -137,7 +141,7 @@ def status(
         echo(json.dumps(status_json(state), indent=2))
         return
     console().print(status_table(state))
-    for line in finish_lines(state):
+    for line in finish_lines(state["plan"].get("finish") or {}):
         echo(line)
 
 

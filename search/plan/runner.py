@@ -31,7 +31,7 @@ from ..storage import open_storage, runs_root
 from .fit import OverBudgetFit, PhaseFit, PlanFit, finish_seconds, fit_plan, phase_fits
 from .schema import PlanSpec
 from .state import DONE, FINISHED, FINISHING, PENDING, RUNNING, PlanState, fitted_raw, now
-from .status import finish_lines, fit_table, phases_markdown, status_json
+from .status import fit_table, phases_markdown, status_json
 
 POLL = 2.0
 
@@ -237,6 +237,7 @@ def wait_idle(study: optuna.Study, echo) -> None:
 
 def run_phase(run: Run, name: str, row: dict, console) -> tuple[optuna.Study, int]:
     from ..run.launch import supervise
+    from ..run.recovery import settle
     from ..run.study import prepare_study
     from ..run.supervisor import Supervisor
     from ..view.trial_log import log_line
@@ -245,6 +246,7 @@ def run_phase(run: Run, name: str, row: dict, console) -> tuple[optuna.Study, in
     spec = preflight_study(spec, run.url, run.device, run.gpus)
     storage = open_storage(run.url)
     study = prepare_study(spec, storage)
+    settle(study)   # trials left running by a killed run: failed and queued again, resuming their checkpoints
     sup = Supervisor(spec, path, run.url, run.workers, run.gpus, None, None,
                      log=console.log if run.live else log_line)
     return study, supervise(study, sup, console, run.live)
@@ -328,10 +330,7 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
     started = time.time()
     finished = finish_plan(run, state)
     state.set(state=FINISHED, finish=finished, finish_s=time.time() - started, ended=now())
-    final = state.load()
-    for line in finish_lines(final):
-        run.echo(line)
-    return status_json(final)
+    return status_json(state.load())
 
 
 def _store_fit(state: PlanState, fit: PlanFit) -> None:

@@ -78,10 +78,11 @@ class PlanSpec:
 
 def _phase_path(r: Reader, raw: str, path: str, folder: Path) -> Path:
     """A spec file relative to the plan's folder, or (a bare name) the file beside it, else the built-in study."""
-    from ..builtin import UnknownStudy, resolve_study
+    from ..builtin import UnknownStudy, plans_dir, resolve_study
 
     candidate = folder / raw
-    for option in (candidate, candidate.with_name(candidate.name + ".yaml")):
+    shipped = folder.resolve() == plans_dir().resolve()   # a shipped plan's phases are the built-in studies
+    for option in () if shipped else (candidate, candidate.with_name(candidate.name + ".yaml")):
         if option.is_file():
             return option
     try:

@@ -93,8 +93,8 @@ def _text(value: Any, default: str = "") -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def finish_lines(state: dict[str, Any]) -> list[str]:
-    finish = state["plan"].get("finish") or {}
+def finish_lines(finish: dict[str, Any]) -> list[str]:
+    """Where each finished piece is (``status_json(...)["finish"]``)."""
     labels = (("study", "winner's study"), ("trial", "winner trial"), ("run", "retrained run"),
               ("bundle", "export bundle"), ("scores", "test scores"), ("test_eer", "test EER %"),
               ("report", "plan report"))
