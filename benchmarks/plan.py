@@ -60,6 +60,8 @@ def arm_default(data: Path, tmp: Path, seed: int, epochs: int) -> dict:
 
 
 def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> dict:
+    import optuna
+
     from search.cost.spend import spent_seconds
     from search.record import best_trial
     from search.run.objective import trial_dir
@@ -67,6 +69,7 @@ def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> di
     from search.spec import parse_spec
     from search.storage import open_storage
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)   # after the worker's import: a budget stop is a warning
     url = str(tmp / f"b-{seed}" / "s.journal")
     spec = parse_spec({"name": "flat", "data": {"train": str(data / "train1"), "val": str(data / "val")},
                        "fixed": {**FIXED, "resolution": 32}, "space": {**JOINT, **{"scheduler": TUNE["scheduler"]}},
@@ -75,8 +78,6 @@ def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> di
                        "budget": {"n_trials": 200, "epochs": epochs, "hours": budget / 3600},
                        "enqueue": [DEFAULT]})
     run_worker(spec, url, device="cpu", log=lambda m: None)
-    import optuna
-
     study = optuna.load_study(study_name="flat", storage=open_storage(url))
     best = best_trial(study)
     return {"model": trial_dir(Path(url).parent, "flat", best.number) / "best.pt",
@@ -95,7 +96,7 @@ def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) 
                       {k: v for k, v in DEFAULT.items() if k in JOINT}]},
         "full": {"from": {"study": "proxy", "top": 3}, "fixed": {**FIXED, "resolution": 32, "scheduler": "step"},
                  "space": JOINT, "pruner": {"name": "none"}, "budget": {"epochs": epochs}},
-        "tune": {"from": {"study": "full", "params": ["width", "loss", "margin"]},
+        "tune": {"from": {"study": "full"},
                  "fixed": {**FIXED, "resolution": 32}, "space": TUNE,
                  "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
                  "budget": {"n_trials": 4, "epochs": epochs}},
@@ -105,7 +106,7 @@ def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) 
                                                              **body}))
     plan = folder / "bench.yaml"
     plan.write_text(yaml.safe_dump({"name": "bench", "hours": budget / 3600, "phases": list(phases),
-                                    "calibration": {"share": 0.05},
+                                    "calibration": {"share": 0.15},
                                     "fit": {"min_resolution": 24, "min_identities": 20},
                                     "finish": {"study": "tune", "epochs": epochs, "report": False}}))
     return plan
@@ -124,6 +125,10 @@ def arm_plan(data: Path, tmp: Path, seed: int, epochs: int, budget: float, quiet
                               (lambda t: None) if quiet else _print_table))
     finally:
         os.environ.pop("FACESEARCH_RUNS", None)
+    phases = sum(p["spent_hours"] or 0 for p in status["phases"]) * 3600
+    calibrated = status["calibration_hours"] * 3600
+    print(f"    c plan seed {seed}: calibration {calibrated:.1f} s, phases {phases:.1f} s, finishing "
+          f"{status['spent_hours'] * 3600 - calibrated - phases:.1f} s")
     return {"model": Path(status["finish"]["bundle"]), "spent": status["spent_hours"] * 3600,
             "trials": sum(p["trials_run"] or 0 for p in status["phases"])}
 
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", default="", help="also write the rows to this file")
     a = parse(p, argv)
     if a.quick:
-        a.seeds, a.budget, a.epochs, a.identities, a.pairs = 1, 40.0, 1, 40, 200
+        a.seeds, a.budget, a.epochs, a.identities, a.pairs = 1, 60.0, 1, 40, 200
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads or 1))   # the plan's worker processes too
     rows = []
     with face_set(a.data, a.identities, 10, 32, val_pairs=a.pairs, test_pairs=a.pairs) as data, temp_dir() as tmp:

@@ -48,6 +48,7 @@ def write_plan(folder: Path, data: Path, name: str = "tiny", hours: float = 0.05
             **body}))
     plan = folder / f"{name}.yaml"
     plan.write_text(yaml.safe_dump({"name": name, "hours": hours, "phases": list(phases),
+                                    "fit": {"min_resolution": 24, "min_identities": 12},
                                     "calibration": {"share": 0.2}, "finish": {"epochs": 1}}))
     return plan
 
@@ -163,23 +164,38 @@ def test_a_killed_plan_resumes_without_rerunning_a_finished_phase(synth_data, tm
     assert len(done) == final["phases"][1]["overrides"]["n_trials"]
 
 
+def total_hours(stdout: str) -> float:
+    """The fitted table's total GPU-hours (its 8th column)."""
+    row = next(line for line in stdout.splitlines() if line.startswith("│ total"))
+    return float(row.split("│")[8])
+
+
 def test_an_over_budget_plan_is_fitted_and_a_dry_run_stores_nothing(ran, tmp_path):
-    """Same phases under a budget far below what they ask (the calibration the first run stored prices them)."""
-    data = Path(yaml.safe_load((ran["plan"].parent / "proxy.yaml").read_text())["data"]["train"]).parent
-    wide = write_plan(tmp_path / "wide", data, name="wide", hours=0.004, proxy_trials=12)
+    """The same phases with a wide proxy, priced by the calibration the first run stored: as written, at a
+    budget between their floors and what they ask (fitted), and below their floors (refused)."""
+    data = Path(yaml.safe_load((ran["tmp"] / "proxy.yaml").read_text())["data"]["train"]).parent
+    wide = write_plan(tmp_path / "wide", data, name="wide", proxy_trials=12)
     before = Path(ran["url"]).read_bytes()
-    done = cli("plan", "run", str(wide), "--workers", "1", "--storage", ran["url"], "--dry-run")
-    assert done.returncode == 0, done.stdout + done.stderr
-    fits = [line for line in done.stdout.splitlines() if line.startswith("fit: ")]
-    assert fits, done.stdout
-    assert any(line.startswith("fit: proxy: ") for line in fits)           # the wide proxy phase is cut first
-    trials = [int(line.split("-> ")[1]) for line in fits if "trials" in line]
-    assert all(t >= 1 for t in trials)
-    assert "fits" in done.stdout and "dry run: nothing was run or stored" in done.stdout
+    args = ("plan", "run", str(wide), "--workers", "1", "--storage", ran["url"], "--dry-run", "--hours")
+    written = cli(*args, "1")
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert "fit: " not in written.stdout and "dry run: nothing was run or stored" in written.stdout
+    wanted = total_hours(written.stdout)
+    floors = cli(*args, "0.00001")
+    line = one_line_error(floors, "even at every phase's floor", "over the 1e-05-hour budget")
+    least = float(line.split("needs ")[1].split()[0])
+    assert least < wanted
+    fitted = cli(*args, f"{(least + wanted) / 2:.6f}")
+    assert fitted.returncode == 0, fitted.stdout + fitted.stderr
+    cuts = [line.removeprefix("fit: ") for line in fitted.stdout.splitlines() if line.startswith("fit: ")]
+    assert cuts and total_hours(fitted.stdout) <= (least + wanted) / 2 + 1e-3
+    for cut in cuts:
+        phase, change = cut.split(": ", 1)
+        if change.startswith("trials"):
+            assert int(change.split("-> ")[1]) >= (2 if phase in ("proxy", "full") else 1)   # the promotion's k
+        if change.startswith("epochs") and phase != "proxy":   # a full phase's epochs go after the proxy's fidelity
+            assert "proxy: resolution 32 -> 24" in cuts and "proxy: identities 24 -> 12" in cuts, cuts
     assert Path(ran["url"]).read_bytes() == before
-    tight = cli("plan", "run", str(wide), "--workers", "1", "--storage", ran["url"], "--dry-run", "--hours",
-                "0.00001")
-    one_line_error(tight, "even at every phase's floor", "over the 1e-05-hour budget")
 
 
 def test_a_bad_phase_stops_the_plan_before_any_trial_with_one_line(synth_data, tmp_path):

@@ -189,8 +189,9 @@ def phase_fits(plan: PlanSpec, phases: list[Phase]) -> list[PhaseFit]:
 
 
 def finish_seconds(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer) -> float:
-    """The finishing steps' cost: the winner retrained (at ``finish.epochs`` or its phase's epochs), then
-    fine-tuned on ``finish.finetune_on`` when asked; priced at the mean of the winner's phase's points."""
+    """The finishing steps' cost: the winner retrained (at ``finish.epochs`` or its phase's epochs) with one epoch
+    more for the export and the test list, then fine-tuned on ``finish.finetune_on`` when asked; priced at the
+    mean of the winner's phase's points."""
     from pathlib import Path
 
     f = next(g for g in fits if g.name == plan.finish_study)
@@ -200,7 +201,7 @@ def finish_seconds(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer) -> floa
         point = pricer.price(config, f.spec.param_cap)
         if not point.trains:
             continue
-        total = point.setup_s + epochs * point.epoch_s
+        total = point.setup_s + (epochs + 1) * point.epoch_s   # + 1: exporting and scoring the test list
         if plan.finish.finetune_on:
             tuned = config.replace(train_path=str(Path(config.train_path).parent / plan.finish.finetune_on),
                                    epochs=plan.finish.finetune_epochs or epochs, initial_model="")

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from facenet.errors import UserError
 
-from ..cost.calibration import CalibrationTable, SharedCalibration, stored_table
+from ..cost.calibration import CalibrationError, CalibrationTable, SharedCalibration, stored_table
 from ..cost.datasize import DataSizes
 from ..cost.estimate import Estimate
 from ..cost.plan import PlanOverBudget, hours_text, priced_phases
@@ -82,21 +82,26 @@ def preflight_plan(plan: PlanSpec, url: str | None, device: str = "auto", gpus: 
 
 
 # ------------------------------------------------------------------ calibration
+def worker_threads(workers: int, gpus: list[int] | None) -> int | None:
+    """The intra-op threads of the CPU workers the supervisor starts (its own rule: OMP_NUM_THREADS when set,
+    else the cores shared out); None on GPUs."""
+    if gpus:
+        return None
+    return int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // workers))
+
+
 def device_label(plan: PlanSpec, device: str, workers: int, gpus: list[int] | None) -> str:
     """The calibration device the workers will run on (a CPU worker's label names its thread count)."""
-    import torch
-
     from facenet.probe import device_label as label
     from facenet.train import resolve_device
 
-    if not gpus and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))   # as the supervisor sets its workers
     config = load_spec(plan.phases[0].path).base_config()
-    return label(resolve_device(device if device != "auto" else config.device))
+    return label(resolve_device(device if device != "auto" else config.device), worker_threads(workers, gpus))
 
 
-def calibrate_here(plan: PlanSpec, storage, label: str, limit_s: float, echo) -> float:
-    """Probe one batch per network and resolution the phases can draw, stopping at ``limit_s``; seconds spent."""
+def calibrate_here(plan: PlanSpec, storage, threads: int | None, limit_s: float, echo) -> tuple[float, bool]:
+    """Probe one batch per network and resolution the phases can draw, stopping at ``limit_s``; (seconds spent,
+    whether every point was measured)."""
     from facenet.probe import probe
 
     from ..cost.calibrate import probe_points
@@ -104,17 +109,24 @@ def calibrate_here(plan: PlanSpec, storage, label: str, limit_s: float, echo) ->
     def measure(config, say):
         return probe(config, 2, 1, 64, log=say, min_seconds=0.2).to_dict()
 
+    import torch
+
     shared = SharedCalibration(storage, lambda m: None, probe=measure)
     configs = probe_points([e.path for e in plan.phases], "shapes")
-    start, done = time.time(), 0
-    for config in configs:
-        if time.time() - start > limit_s:
-            echo(f"calibration: stopped at its share after {done} of {len(configs)} point(s); workers probe the "
-                 f"rest on first use")
-            break
-        shared.speed_for(config)
-        done += 1
-    return time.time() - start
+    start, done, before = time.time(), 0, torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)   # probe as the workers will run
+    try:
+        for config in configs:
+            if time.time() - start > limit_s:
+                break
+            shared.speed_for(config)
+            done += 1
+    finally:
+        torch.set_num_threads(before)
+    if done < len(configs):
+        echo(f"calibration: stopped at its share after {done} of {len(configs)} point(s)")
+    return time.time() - start, done == len(configs)
 
 
 # ------------------------------------------------------------------ the fit
@@ -269,6 +281,7 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
     else:
         table = stored_table(open_storage(run.url)) if state_check or not dry_run else _peek_table(run.url)
     calibration_s = state_check["plan"].get("calibration_s", 0.0) if state_check else 0.0
+    complete = True
     if label not in table.devices():
         if dry_run:
             raise UserError(f"no calibration for {label} in the storage; run without --dry-run (it calibrates "
@@ -276,13 +289,20 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
         limit = plan.calibration_share * run.hours * 3600
         run.echo(f"calibrating {label}: at most {plan.calibration_share:.0%} of the budget "
                  f"({hours_text(limit)} GPU-hours)")
-        calibration_s = calibrate_here(plan, open_storage(run.url), label, limit, run.echo)
+        calibration_s, complete = calibrate_here(plan, open_storage(run.url), worker_threads(run.workers, run.gpus),
+                                                 limit, run.echo)
         run.echo(f"calibrated in {calibration_s:.0f}s, {calibration_s / (run.hours * 3600):.1%} of the budget")
         table = stored_table(open_storage(run.url))
     sizes = sizes or DataSizes(table.census)
     rows = {r["name"]: r for r in state_check["phases"]} if state_check else None
     try:
         fit = make_fit(run, table, label, sizes, rows, calibration_s)
+    except CalibrationError as e:
+        if calibration is None and not complete:
+            raise CalibrationError(f"{e}; the calibration share ({plan.calibration_share:.0%} of the hours) ran out "
+                                   f"first: raise calibration.share in the plan, or run facesearch calibrate "
+                                   f"{' '.join(str(p.path) for p in plan.phases)} first") from None
+        raise
     except OverBudgetFit as e:
         show_fit(run, e.fit, label, f"plan {plan.name} at its floors")
         raise
