@@ -64,7 +64,7 @@ def preflight_plan(plan: PlanSpec, url: str | None, device: str = "auto", gpus: 
                    warn: Callable[[str], None] | None = None, skip: set[str] = frozenset()) -> None:
     """Every phase's checks before anything is stored: data, cap, ``from:``, device, folders. A phase that takes
     ``from:`` an earlier phase of the plan cannot resolve it yet: its own space and data are checked."""
-    storage = check_storage(url)
+    check_storage(url)
     if gpus:
         check_gpus(gpus)
     earlier: set[str] = set()
@@ -74,9 +74,7 @@ def preflight_plan(plan: PlanSpec, url: str | None, device: str = "auto", gpus: 
             if spec.from_ is not None and spec.from_.study in earlier:
                 check_cap(spec)
                 check_runs(spec, url, device)
-            elif spec.from_ is not None and storage is None:
-                preflight_study(spec, url, device, None, warn)   # the one-line "run that phase first"
-            else:
+            else:   # a from: outside the plan must be in the storage already
                 preflight_study(spec, url, device, None, warn)
         earlier.add(entry.name)
 
@@ -269,6 +267,9 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
     """The whole plan (see the module); returns its final status (``status_json``)."""
     plan = run.plan
     state_check = _stored_state(run)
+    if state_check and state_check["plan"].get("state") == FINISHED and not dry_run:
+        run.echo(f"plan {plan.name} is done already; see facesearch plan status (another name: runs it again)")
+        return status_json(state_check)
     done = {r["name"] for r in state_check["phases"] if r.get("status") == DONE} if state_check else set()
     if dry_run and calibration is not None:   # planning away from the data and the GPUs: price only
         run.echo("dry run from a calibration file: the data and devices are not checked here")
