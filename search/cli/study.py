@@ -78,7 +78,9 @@ def worker(
         from .plan import _load
 
         if plan is None:
-            raise typer.BadParameter("give a STUDY, or --plan PLAN")
+            from facenet.errors import ConfigError
+
+            raise ConfigError("worker: give a STUDY (spec file or built-in name), or --plan PLAN to follow a plan")
         joined = follow_plan(_load(plan), storage, worker_id, device, log=lambda m: echo(m))
         echo(f"worker {worker_id}: followed {len(joined)} phase(s): {', '.join(joined) or 'none'}")
         return
