@@ -6,7 +6,7 @@ study over every knob at full fidelity with ``budget: {hours: B}``; (c) ``plan r
 proxy at 24 px on half the identities, its best 3 promoted to full fidelity, then the winner's schedule
 tuned), calibration and the finishing retrain included in B. Every arm ends with one model: (a) its run,
 (b) the best trial's checkpoint, (c) the plan's retrained winner; each is scored on the val list and on
-the untouched test list, with 95% identity-bootstrap intervals (``facenet.stats``). (c) is compared with
+the untouched test list, with 95% identity-bootstrap intervals (``facenet.eval.stats``). (c) is compared with
 (a) and (b) paired on the test list. Spend is the GPU-seconds each arm accounted (trials, probes,
 calibration, retrain) against B.
 
@@ -40,9 +40,9 @@ DEFAULT = {"width": 0.25, "loss": "softmax", "lr": 1e-3, "scheduler": "step"}
 
 def scored(model, root: Path, split: str):
     """The model's scores on a list, with the list (for paired comparisons) and the EER interval."""
-    from facenet.data import PairList
-    from facenet.scoring import score_pairs
-    from facenet.stats import ScoredPairs
+    from facenet.data.folders import PairList
+    from facenet.eval.scoring import score_pairs
+    from facenet.eval.stats import ScoredPairs
 
     pairs = PairList.read(root / split, f"{split}_pairs.csv")
     s = ScoredPairs.of(pairs, score_pairs(model, pairs, "cpu"))

@@ -18,7 +18,7 @@ SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
 def run_quickstart(out: Path, workers: int = 2, log: Callable[[str], None] = print, live: bool = True,
                    print_table: Callable[[object], None] | None = None) -> dict:
     from facenet.preflight import check_writable
-    from facenet.synth import synthesize
+    from facenet.data.synth import synthesize
 
     from ..builtin import resolve_plan
     from ..plan.runner import Run, run_plan

@@ -393,10 +393,10 @@ def _only_device(table: CalibrationTable, label: str) -> str:
 # ------------------------------------------------------------------ finishing
 def finish_plan(run: Run, state: PlanState) -> dict:
     """Retrain the winner (fine-tune if asked), export it, score the test list, write the plan's report."""
-    from facenet.data import PairList
-    from facenet.evaluate import eer, write_scores
+    from facenet.data.folders import PairList
+    from facenet.eval.evaluate import eer, write_scores
     from facenet.export import export_bundle, onnx_available
-    from facenet.scoring import score_pairs
+    from facenet.eval.scoring import score_pairs
 
     from ..finish.retrain import retrain
     from ..storage import artifact_dir, load_study
