@@ -3,12 +3,12 @@
 
 (a) the baseline config (narrow ResNet, softmax, Adam 1e-3, StepLR) trained once; (b) ``run_worker`` on a
 study over every knob at full fidelity with ``budget: {hours: B}``; (c) ``plan run`` of three phases (a
-proxy at 24 px on half the identities, its best 3 promoted to full fidelity, then the winner's schedule
-tuned), calibration and the finishing retrain included in B. Every arm ends with one model: (a) its run,
-(b) the best trial's checkpoint, (c) the plan's retrained winner; each is scored on the val list and on
-the untouched test list, with 95% identity-bootstrap intervals (``facenet.eval.stats``). (c) is compared with
-(a) and (b) paired on the test list. Spend is the GPU-seconds each arm accounted (trials, probes,
-calibration, retrain) against B.
+proxy at 24 px on half the identities, its best 2 promoted to full fidelity, then the winner's learning
+rate and schedule tuned), calibration and the finishing retrain included in B. Every arm ends with one
+model: (a) its run, (b) the best trial's checkpoint, (c) the plan's retrained winner; each is scored on
+the val list and on the untouched test list, with 95% identity-bootstrap intervals
+(``facenet.eval.stats``). (c) is compared with (a) and (b) paired on the test list. Spend is the
+GPU-seconds each arm accounted (trials, probes, calibration, retrain) against B.
 
 Targets: spend within B + 5%; (c) beats (a) by more than the noise (the paired interval of c - a below 0)
 on at least 2 of 3 seeds; (c) no worse than (b) beyond the noise (the interval of c - b not above 0).
@@ -89,17 +89,18 @@ def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) 
     half = max(4, sum(1 for d in (data / "train1").iterdir() if d.is_dir()) // 2)
     where = {"train": str(data / "train1"), "val": str(data / "val")}
     sampler = {"name": "tpe", "seed": seed, "n_startup_trials": 4}
+    short = {"name": "tpe", "seed": seed, "n_startup_trials": 2}   # the tuning phase's floor is its start-up
     phases = {
         "proxy": {"fixed": {**FIXED, "resolution": 24, "max_identities": half, "scheduler": "step"}, "space": JOINT,
                   "pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0},
-                  "budget": {"n_trials": 16, "epochs": max(1, epochs // 2)}, "enqueue": [
+                  "budget": {"n_trials": 12, "epochs": max(1, epochs // 2)}, "enqueue": [
                       {k: v for k, v in DEFAULT.items() if k in JOINT}]},
-        "full": {"from": {"study": "proxy", "top": 3}, "fixed": {**FIXED, "resolution": 32, "scheduler": "step"},
+        "full": {"from": {"study": "proxy", "top": 2}, "fixed": {**FIXED, "resolution": 32, "scheduler": "step"},
                  "space": JOINT, "pruner": {"name": "none"}, "budget": {"epochs": epochs}},
         "tune": {"from": {"study": "full"},
                  "fixed": {**FIXED, "resolution": 32}, "space": TUNE,
                  "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
-                 "budget": {"n_trials": 4, "epochs": epochs}},
+                 "budget": {"n_trials": 3, "epochs": epochs}, "sampler": short},
     }
     for name, body in phases.items():
         (folder / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, "data": where, "sampler": sampler,
@@ -142,10 +143,10 @@ def _print_table(table) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--budget", type=float, default=150.0, help="B: CPU-seconds per arm (a, b, c each)")
+    p.add_argument("--budget", type=float, default=200.0, help="B: CPU-seconds per arm (a, b, c each)")
     p.add_argument("--epochs", type=int, default=4, help="full-fidelity epochs (a's run, b's and c's trials)")
     p.add_argument("--identities", type=int, default=400)
-    p.add_argument("--pairs", type=int, default=3000, help="val and test pairs each")
+    p.add_argument("--pairs", type=int, default=2000, help="val and test pairs each")
     p.add_argument("--json", default="", help="also write the rows to this file")
     a = parse(p, argv)
     if a.quick:
