@@ -14,6 +14,8 @@
       full phase's epochs.
 4. A phase at all its floors keeps that cost and the others are shared again; when the floors alone do not
    fit, the plan is refused with the hours it needs at the least.
+5. What whole steps left over goes back, an epoch (else a trial) at a time, to the cut phases, heaviest weight
+   first, while the plan fits.
 """
 from __future__ import annotations
 
@@ -271,6 +273,7 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
             f.stuck = True
         if all(f.stuck or f.done for f in fits) and sum(f.cost() for f in fits) > budget + eps:
             break
+    _grow(fits, budget)
     _waterfill(fits, budget)
     need = out.total_s()
     if need > hours * 3600 + eps:
@@ -278,6 +281,29 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
                              f"the plan needs {hours_text(need)} GPU-hours, over the {hours:g}-hour budget; give "
                              f"more hours, drop phases, or lower the fit floors")
     return out
+
+
+def _grow(fits: list[PhaseFit], budget: float) -> None:
+    """Hand back what whole-step cuts left over: one more epoch, else one more trial, to the cut phases by weight
+    (heaviest first) while the plan still fits; a proxy's fidelity is not given back."""
+    def total() -> float:
+        return sum(f.cost() for f in fits)
+
+    grown = True
+    while grown:
+        grown = False
+        for f in sorted((f for f in fits if not f.done and not f.stuck), key=lambda f: -f.entry.weight):
+            base, scale, trials = f.base_epochs(), f.phase.epoch_scale, f.phase.trials
+            if base and f.epochs() < base:
+                f.phase.epoch_scale = (f.epochs() + 1 + 1e-9) / base
+            elif trials < f.wanted_trials:
+                f.phase.trials = trials + 1
+            else:
+                continue
+            if total() <= budget:
+                grown = True
+            else:
+                f.phase.epoch_scale, f.phase.trials = scale, trials
 
 
 def _cut_trials(f: PhaseFit) -> bool:
