@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--budget", type=float, default=200.0, help="B: CPU-seconds per arm (a, b, c each)")
-    p.add_argument("--epochs", type=int, default=4, help="full-fidelity epochs (a's run, b's and c's trials)")
+    p.add_argument("--epochs", type=int, default=2, help="full-fidelity epochs (a's run, b's and c's trials)")
     p.add_argument("--identities", type=int, default=400)
     p.add_argument("--pairs", type=int, default=2000, help="val and test pairs each")
     p.add_argument("--json", default="", help="also write the rows to this file")
