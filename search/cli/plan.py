@@ -124,18 +124,20 @@ def status(
     as_json: Json = False,
 ) -> None:
     """The plan's phases: status, trials, share and spend, best val EER, and where the finished pieces are."""
+    from ..builtin import resolve_plan
+    from ..plan.schema import plan_name
     from ..plan.state import PlanState
     from ..plan.status import finish_lines, status_json, status_table
     from ..storage import StorageError, is_database, open_storage, redact, storage_url
     from ..view.status import console
 
-    spec = _load(plan)
+    name = plan_name(resolve_plan(plan))
     url = storage_url(storage)
     if not is_database(url) and not Path(url.removeprefix("journal:")).exists():
         raise StorageError(f"no storage at {url}; run the plan first (facesearch plan run {plan}) or give --storage")
-    state = PlanState(open_storage(storage), spec.name).load()
+    state = PlanState(open_storage(storage), name).load()
     if state is None:
-        raise StorageError(f"plan {spec.name!r} has not run in {redact(url)}; start it with: "
+        raise StorageError(f"plan {name!r} has not run in {redact(url)}; start it with: "
                            f"facesearch plan run {plan}")
     if as_json:
         echo(json.dumps(status_json(state), indent=2))

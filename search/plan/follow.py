@@ -18,8 +18,9 @@ POLL = 2.0
 
 
 def follow_plan(plan: PlanSpec, url: str | None, worker_id: int = 0, device: str = "auto",
-                log: Callable[[str], None] = print, wait_limit: float = 3600.0) -> list[str]:
-    """Run trials of each phase as it becomes active; the phases this worker took part in."""
+                log: Callable[[str], None] = print, wait_limit: float | None = None) -> list[str]:
+    """Run trials of each phase as it becomes active; the phases this worker took part in. ``wait_limit``:
+    seconds to wait for a phase before giving up (None: until the plan ends)."""
     from ..run.preflight import preflight_study
     from ..run.worker import run_worker
 
@@ -47,7 +48,7 @@ def follow_plan(plan: PlanSpec, url: str | None, worker_id: int = 0, device: str
         if said != what:
             log(f"waiting for {what}")
             said = what
-        if time.time() - waiting_since > wait_limit:
+        if wait_limit is not None and time.time() - waiting_since > wait_limit:
             log(f"nothing to do for {wait_limit:.0f}s; this worker stops")
             return joined
         time.sleep(POLL)

@@ -162,6 +162,21 @@ def _finish(r: Reader, raw: Any, names: list[str]) -> FinishSpec:
     return FinishSpec(study=study, **ints, **strings, **flags)
 
 
+def _name(r: Reader, raw: Any) -> str:
+    from ..spec.parse import NAME
+
+    name = r.expect(raw["name"], "name", "a string")
+    if not NAME.fullmatch(name):
+        r.fail("name", f"{name!r}: use letters, digits, '_', '.' and '-' only")
+    return name
+
+
+def plan_name(path: str | Path) -> str:
+    """Only the plan's name (``plan status`` needs no phase, data or environment variable)."""
+    r = Reader(path)
+    return _name(r, r.mapping(read_yaml(path), "", TOP_KEYS, required=("name", "phases")))
+
+
 def load_plan(path: str | Path) -> PlanSpec:
     """A validated ``PlanSpec`` from a plan file (phases loaded and checked as study specs)."""
     path = Path(path)
@@ -169,11 +184,7 @@ def load_plan(path: str | Path) -> PlanSpec:
     text = path.read_text()
     r = Reader(path)
     raw = r.mapping(raw, "", TOP_KEYS, required=("name", "phases"))
-    from ..spec.parse import NAME
-
-    name = r.expect(raw["name"], "name", "a string")
-    if not NAME.fullmatch(name):
-        r.fail("name", f"{name!r}: use letters, digits, '_', '.' and '-' only")
+    name = _name(r, raw)
     phases = _phases(r, raw["phases"], path.parent)
     calibration = r.mapping(raw.get("calibration"), "calibration", ("share",))
     return PlanSpec(
