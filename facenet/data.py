@@ -117,6 +117,26 @@ class PairList:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def check_both_labels(self, source: str | Path) -> "PairList":
+        """An EER needs same-person (1) and different-person (0) pairs: a list with one kind is refused
+        before training (else a whole epoch trains before the EER fails)."""
+        same = int(self.labels.sum())
+        if same in (0, len(self)):
+            kind = "same-person (label 1)" if same else "different-person (label 0)"
+            raise DataError(f"{source}: all {len(self)} pairs{' read' if len(self) else ''} are {kind}; a val list "
+                            f"needs both labels to give an EER; add pairs of the other kind or choose another list")
+        return self
+
+    def duplicates(self) -> tuple[int, tuple[str, str] | None]:
+        """(pairs that repeat an earlier pair of the same two images, in either order; the first such pair)."""
+        key = np.minimum(self.left, self.right) * len(self.images) + np.maximum(self.left, self.right)
+        _, first = np.unique(key, return_index=True)
+        repeated = np.setdiff1d(np.arange(len(key)), first)
+        if not len(repeated):
+            return 0, None
+        i = int(repeated[0])
+        return len(repeated), (self.images[int(self.left[i])], self.images[int(self.right[i])])
+
     @classmethod
     def read(cls, root: str | Path, pair_file: str | Path, limit: int = 0) -> "PairList":
         root = Path(root)

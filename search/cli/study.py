@@ -28,7 +28,10 @@ def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[i
 @study_app.command("run")
 def study_run(
     spec_path: Path = typer.Argument(..., metavar="STUDY", help="Study spec file, or a built-in study's name."),
-    workers: int = typer.Option(1, help="Worker processes on this machine."),
+    workers: int = typer.Option(1, help="Worker processes on this machine (at least 1; at most one per GPU, or "
+                                        "per CPU core that memory can feed, unless --force-workers)."),
+    force_workers: bool = typer.Option(False, "--force-workers", help="Start --workers N even above what this "
+                                                                      "machine holds."),
     gpus: Optional[str] = typer.Option(None, help="GPU indices, e.g. 0,1,2,3: one worker per GPU "
                                                   "(overrides --workers)."),
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
@@ -42,6 +45,10 @@ def study_run(
     limit = seconds(timeout)
     gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
     spec = checked_spec(spec_path, storage, gpus=gpu_list)
+    if not gpu_list:   # --gpus: one worker per GPU, checked by the preflight
+        from ..run.capacity import check_workers
+
+        check_workers(workers, spec, force=force_workers)
     console = make_console()
     start = time.time()
     study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit, console,
