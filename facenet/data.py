@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .cache import CachedImages, default_cache_dir, load_images  # noqa: F401  (re-exported)
-from .errors import DataError
+from .errors import DataError, unreadable
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -61,8 +61,15 @@ class Names(Sequence[str]):
 
 
 def _image_files(folder: str) -> list[str]:
-    with os.scandir(folder) as it:
-        return sorted(e.name for e in it if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS)
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS]
+        for e in entries:
+            if e.is_symlink():   # a link is followed at read time: a loop or a dangling one fails here, not there
+                os.stat(e.path)
+    except OSError as e:
+        raise unreadable(e.filename or folder, e) from None
+    return sorted(e.name for e in entries)
 
 
 @dataclass
@@ -79,8 +86,11 @@ class IdentityFolder:
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"{root}: training folder does not exist (expected one sub-folder per identity)")
-        with os.scandir(root) as it:
-            classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        try:
+            with os.scandir(root) as it:
+                classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        except OSError as e:
+            raise unreadable(root, e) from None
         if not classes:
             raise DataError(f"{root}: no identity sub-folders found (expected e.g. {root}/id00012/00001.jpg)")
         counts = np.zeros(len(classes), np.int64)
@@ -158,7 +168,11 @@ class PairList:
             if parts[0] not in ("0", "1"):
                 raise DataError(f"{pair_file}:{n}: label {parts[0]!r} must be 0 or 1")
             for p in parts[1:]:
-                full = (root / p).resolve()
+                try:
+                    full = (root / p).resolve()
+                except (OSError, RuntimeError) as e:   # 3.11 raises RuntimeError on a symlink loop
+                    raise DataError(f"{pair_file}:{n}: image {root / p}: cannot read it ({e}); fix or remove it") \
+                        from None
                 if not full.is_relative_to(resolved_root):
                     raise DataError(f"{pair_file}:{n}: {p!r} lies outside {root}; paths must be relative to it")
                 if p not in index:
