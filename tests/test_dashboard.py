@@ -115,9 +115,9 @@ def test_ctrl_c_stops_dashboard_quietly(to, tmp_path):
 
 def test_command_line_per_storage(tmp_path):
     journal = dashboard_command(f"journal:{tmp_path}/s.journal", "0.0.0.0", 9000, None)
-    assert journal[:3] == [sys.executable, "-c", LAUNCH]
-    assert journal[3:] == [f"{tmp_path}/s.journal", "--storage-class", "JournalFileStorage",
+    assert journal[:4] == [sys.executable, "-c", LAUNCH, str(os.getpid())]   # its parent: it dies with it
+    assert journal[4:] == [f"{tmp_path}/s.journal", "--storage-class", "JournalFileStorage",
                            "--host", "0.0.0.0", "--port", "9000"]
-    assert dashboard_command("postgresql://u:p@h/db", "127.0.0.1", 1, None)[3] == "postgresql+psycopg://u:p@h/db"
-    assert dashboard_command("sqlite:///x.db", "127.0.0.1", 1, tmp_path)[3:] == [
+    assert dashboard_command("postgresql://u:p@h/db", "127.0.0.1", 1, None)[4] == "postgresql+psycopg://u:p@h/db"
+    assert dashboard_command("sqlite:///x.db", "127.0.0.1", 1, tmp_path)[4:] == [
         "sqlite:///x.db", "--host", "127.0.0.1", "--port", "1", "--artifact-dir", str(tmp_path)]

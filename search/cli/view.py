@@ -47,4 +47,6 @@ def dashboard(
 
     open_storage(storage, create=False)   # a clear error now rather than inside the dashboard
     echo(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve_dashboard(storage_url(storage), host, port, artifact_dir(storage))
+    code = serve_dashboard(storage_url(storage), host, port, artifact_dir(storage))
+    if code > 128:   # stopped by SIGTERM or SIGHUP (passed on to the dashboard): the shell's status for it
+        raise typer.Exit(code)
