@@ -161,13 +161,13 @@ def study_delete(
     """Delete a study and its trials from the storage; its run folder stays on disk unless --runs."""
     import optuna
 
-    from ..run.folders import STAMP, remove_study_folders
+    from ..run.folders import STAMP, known_folder, remove_study_folders
     from ..storage import load_study, open_storage, runs_root
 
     store = open_storage(storage, create=False)
     study = load_study(name, store, storage)
     stamp = study.user_attrs.get(STAMP)
-    folder = runs_root(storage) / (f"{name}-{stamp}" if stamp else name)
+    folder = known_folder(runs_root(storage), study)
     if not yes:
         what = f" and its run folder {folder}" if runs else ""
         typer.confirm(f"delete study {name!r} and its {len(study.trials)} trial(s){what}?", abort=True)

@@ -48,6 +48,13 @@ def study_folder(runs_root: str | Path, study: optuna.Study) -> Path:
     return Path(runs_root) / f"{study.study_name}-{study_stamp(study)}"
 
 
+def known_folder(runs_root: str | Path, study: optuna.Study) -> Path:
+    """The study's folder without writing anything: a study made before stamps has its runs in
+    ``<runs>/<name>`` (read-only and finishing commands must not stamp it)."""
+    stamp = study.user_attrs.get(STAMP)
+    return Path(runs_root) / (f"{study.study_name}-{stamp}" if stamp else study.study_name)
+
+
 def trial_dir(folder: str | Path, number: int) -> Path:
     """A trial's run folder inside its study's folder (``study_folder``)."""
     return Path(folder) / f"trial-{number:04d}"
