@@ -18,7 +18,7 @@ def data_synth(
     seed: int = typer.Option(0, help="Same seed, same bytes."),
 ) -> None:
     """Write synthetic faces in the course layout (identity folders and pair lists)."""
-    from facenet.synth import synthesize
+    from facenet.data.synth import synthesize
 
     summary = synthesize(out, identities=identities, images_per_identity=images_per_identity, size=size, seed=seed,
                          progress=sys.stderr.isatty())
@@ -37,7 +37,7 @@ def data_check(
     from rich.console import Console
 
     from facenet.config import TrainConfig
-    from facenet.datacheck import check_data
+    from facenet.data.datacheck import check_data
 
     from ..view.status import data_check_table
 
