@@ -63,8 +63,7 @@ def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> di
     import optuna
 
     from search.cost.spend import spent_seconds
-    from search.record import best_trial
-    from search.run.objective import trial_dir
+    from search.record import TrialRecord, best_trial
     from search.run.worker import run_worker
     from search.spec import parse_spec
     from search.storage import open_storage
@@ -80,7 +79,7 @@ def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> di
     run_worker(spec, url, device="cpu", log=lambda m: None)
     study = optuna.load_study(study_name="flat", storage=open_storage(url))
     best = best_trial(study)
-    return {"model": trial_dir(Path(url).parent, "flat", best.number) / "best.pt",
+    return {"model": Path(TrialRecord.of(best).config["run_dir"]) / "best.pt",   # where the trial ran
             "spent": spent_seconds(study.get_trials(deepcopy=False)), "trials": len(study.trials)}
 
 
