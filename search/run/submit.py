@@ -5,8 +5,8 @@ Each array task runs one ``facesearch worker`` (one GPU each). Slurm sends the w
 queues it again in the storage, and exits; the task then requeues its job (``--requeue``) while the study
 has trials left, and the requeued job's worker resumes that trial from its checkpoint.
 
-The job script holds no secret: the storage URL is in a file only the user can read (``storage-url``
-beside submitit's files), which the script exports before it starts the worker.
+The job script holds no secret: the storage URL is in a file only the user can read (``storage-url-ID``
+beside submitit's files, one per submission), which the script exports before it starts the worker.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import contextlib
 import io
 import math
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -28,7 +29,7 @@ from facenet.errors import UserError
 
 from ..storage import is_database, storage_url
 
-URL_FILE = "storage-url"
+URL_FILE = "storage-url-{}"   # one per submission: a later submit to another storage must not redirect this one
 STOP_WAIT = 150   # seconds a task waits for its worker to mark its trial interrupted (under the signal delay)
 
 
@@ -126,7 +127,8 @@ def submit(opts: SlurmOptions, name: str, target: Path, url: str | None, runs: P
            dry_run: bool = False, log: Callable[[str], None] = print) -> list[str]:
     """Submit the array (or, ``dry_run``, print its script and write nothing); the job ids."""
     command = worker_command(target.resolve())
-    folder, runs, url_file = folder.resolve(), runs.resolve(), folder.resolve() / URL_FILE
+    folder, runs = folder.resolve(), runs.resolve()
+    url_file = folder / URL_FILE.format(secrets.token_hex(4))
     try:
         import submitit
         from submitit.core.utils import FailedJobError

@@ -153,8 +153,8 @@ def test_study_submit_survives_the_walltime_signal_and_the_requeue_resumes(slurm
                                env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job = submitted.stdout.split("submitted Slurm job ")[1].split(":")[0]
-    url_file = tmp_path / "walltime" / "slurm" / "storage-url"
-    assert url_file.exists() and stat.S_IMODE(url_file.stat().st_mode) == 0o600
+    (url_file,) = (tmp_path / "walltime" / "slurm").glob("storage-url-*")
+    assert stat.S_IMODE(url_file.stat().st_mode) == 0o600 and url_file.read_text() == url
     assert url not in (tmp_path / "walltime" / "slurm" / f"{job}_submission.sh").read_text(), "the URL is in no script"
 
     def both_mid_trial():
@@ -204,4 +204,4 @@ def test_sbatch_refusing_the_job_is_one_line_and_leaves_no_url_file(slurm, synth
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, out.stdout + out.stderr
     assert lines[0].startswith("error: sbatch refused the job:") and "partition" in lines[0], lines
-    assert not (tmp_path / "refused" / "slurm" / "storage-url").exists()
+    assert not list((tmp_path / "refused" / "slurm").glob("storage-url-*"))
