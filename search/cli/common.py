@@ -18,7 +18,24 @@ Storage = Annotated[Optional[str], typer.Option(
          "postgresql://... or mysql://...")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Timeout = Annotated[Optional[str], typer.Option(help="No new trial starts after this long: 90m, 2h, 1h30m or seconds.")]
+Mlflow = Annotated[Optional[str], typer.Option(
+    "--mlflow", metavar="URI", help="Log runs to MLflow: http://host:5000, file:./mlruns or sqlite:///mlflow.db "
+    "(over the spec's tracking:; off: not at all).", rich_help_panel="Tracking")]
+Wandb = Annotated[Optional[str], typer.Option(
+    "--wandb", metavar="PROJECT", help="Log runs to this W&B project, offline unless WANDB_MODE=online "
+    "(wandb sync uploads later; off: not at all).", rich_help_panel="Tracking")]
+Tensorboard = Annotated[Optional[str], typer.Option(
+    "--tensorboard", metavar="DIR", help="Write TensorBoard event files (with hparams) under DIR/STUDY/; true: "
+    "in each run folder; off: not at all.", rich_help_panel="Tracking")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, see the README) instead of a table.")]
+
+
+def tracking_targets(spec_targets: dict[str, str], mlflow: str | None, wandb: str | None,
+                     tensorboard: str | None) -> dict[str, str]:
+    """The spec's ``tracking:`` with the command's ``--mlflow`` / ``--wandb`` / ``--tensorboard`` over it."""
+    from ..track.registry import merge_targets
+
+    return merge_targets(spec_targets, {"mlflow": mlflow, "wandb": wandb, "tensorboard": tensorboard})
 
 
 def echo(msg: str) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import Device, Storage, app, echo
+from .common import Device, Mlflow, Storage, Tensorboard, Wandb, app, echo, tracking_targets
 
 
 @app.command()
@@ -23,16 +23,33 @@ def retrain(
     top: Optional[int] = typer.Option(None, min=1, help="Retrain each of the top K trials."),
     within_noise: bool = typer.Option(False, "--within-noise", help="Retrain the best and every top trial "
                                       "within noise of it (see `best`)."),
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
 ) -> None:
-    """Retrain the best trial at full budget (optionally pre-train then fine-tune); the study records the run."""
-    from ..finish.retrain import retrain as do_retrain, retrain_top
+    """Retrain the best trial at full budget (optionally pre-train then fine-tune); the study records the run.
+    The retrained model, its scores and figures go to the study's tracking backends as artifacts."""
+    from ..record import stored_spec
     from ..storage import artifact_dir, load_study, open_storage, runs_root
-    from ..view.noise import retrain_text
+    from ..track import open_tracking
 
     study = load_study(name, open_storage(storage), storage)
+    targets = tracking_targets(stored_spec(study).get("tracking") or {}, mlflow, wandb, tensorboard)
+    tracking = open_tracking(targets, runs_root(storage), lambda m: typer.echo(m, err=True))
     options = {"epochs": epochs, "resolution": resolution, "finetune_on": finetune_on,
                "finetune_epochs": finetune_epochs, "device": device, "progress": sys.stderr.isatty(),
-               "artifacts": artifact_dir(storage)}
+               "artifacts": artifact_dir(storage), "tracking": tracking}
+    try:
+        _retrain_and_say(study, storage, top, within_noise, options)
+    finally:
+        tracking.close()
+
+
+def _retrain_and_say(study, storage, top, within_noise, options) -> None:
+    from ..finish.retrain import retrain as do_retrain, retrain_top
+    from ..storage import runs_root
+    from ..view.noise import retrain_text
+
     if top or within_noise:
         records = retrain_top(study, runs_root(storage), top, within_noise, **options)
         for r in records:

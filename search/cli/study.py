@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from .common import Device, Json, Storage, Timeout, app, echo, seconds, study_app
+from .common import (Device, Json, Mlflow, Storage, Tensorboard, Timeout, Wandb, app, echo, seconds, study_app,
+                     tracking_targets)
 
 
 def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[int] | None = None,
@@ -34,18 +35,31 @@ def study_run(
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
     timeout: Timeout = None,
     storage: Storage = None,
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
 ) -> None:
     """Launch N workers on a study and watch it until its budget is spent."""
+    import dataclasses
+
     from ..run.launch import run_study
+    from ..run.tracked import end_study, reachable_targets
+    from ..storage import runs_root
     from ..view.status import console as make_console, summary_line, trials_table
 
     limit = seconds(timeout)
     gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
     spec = checked_spec(spec_path, storage, gpus=gpu_list)
+    targets = tracking_targets(spec.tracking, mlflow, wandb, tensorboard)
+    # the study's parent run made once here, before the workers; a backend that does not answer: one warning
+    spec = dataclasses.replace(spec, tracking=reachable_targets(spec, targets, runs_root(storage),
+                                                                lambda m: typer.echo(m, err=True)))
     console = make_console()
     start = time.time()
     study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit, console,
                             live=sys.stdout.isatty())
+    if not code:   # the parent run ends with the study's counts and best trial
+        end_study(spec, study, runs_root(storage), lambda m: typer.echo(m, err=True))
     console.print(trials_table(study))
     if sys.stdout.isatty():   # without a terminal the log lines ended with it
         console.print(summary_line(study, n_trials or spec.n_trials))
@@ -66,14 +80,20 @@ def worker(
     n_trials: Optional[int] = typer.Option(None, help="Stop when the study holds this many trials."),
     timeout: Timeout = None,
     device: Device = "auto",
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
 ) -> None:
     """Join a study as one worker (run one per GPU on any machine that reaches the storage)."""
+    import dataclasses
+
     from ..run.tether import tie_to_supervisor
     from ..run.worker import run_worker
 
     limit = seconds(timeout)
     supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
     spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
+    spec = dataclasses.replace(spec, tracking=tracking_targets(spec.tracking, mlflow, wandb, tensorboard))
     ran = run_worker(spec, storage, worker_id, n_trials, limit, device, log=lambda m: echo(m))
     echo(f"worker {worker_id}: ran {ran} trial(s); budget spent")
 

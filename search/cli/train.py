@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import Device, app, echo
+from .common import Device, Mlflow, Tensorboard, Wandb, app, echo, tracking_targets
 
 
 @app.command()
@@ -17,6 +17,9 @@ def train(
     initial_model: Optional[Path] = typer.Option(None, help="Start from these weights (mismatched keys skipped)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in run_dir even under another "
                                 "config (without run_dir: the newest run in runs/train)."),
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
 ) -> None:
     """Train one model (ResNet18 + softmax + Adam + StepLR unless told otherwise); each run in a new folder
     under runs/train unless run_dir names one."""
@@ -26,8 +29,21 @@ def train(
     cfg = TrainConfig.from_file(config, set_) if config else TrainConfig().override(set_)
     if initial_model:
         cfg = cfg.replace(initial_model=str(initial_model))
+    targets = tracking_targets({}, mlflow, wandb, tensorboard)   # a target that cannot work: said before training
     cfg = prepare_run(cfg, _names_run_dir(config, set_), resume)
-    result = fit(cfg, progress=sys.stderr.isatty())
+    if targets:
+        from ..run.tracked import tracked_fit
+        from ..track import RunInfo, open_tracking
+
+        tracking = open_tracking(targets, Path(cfg.run_dir).parent, lambda m: typer.echo(m, err=True))
+        run = RunInfo(name=Path(cfg.run_dir).name, run_dir=Path(cfg.run_dir), kind="train", config=cfg.to_dict())
+        try:
+            result = tracked_fit(cfg, tracking, run, lambda r: [Path(r.run_dir) / "config.json"],
+                                 progress=sys.stderr.isatty())
+        finally:
+            tracking.close()
+    else:
+        result = fit(cfg, progress=sys.stderr.isatty())
     echo(f"best val EER {result.best_val_eer:.2f}% at epoch {result.best_epoch}; "
          f"{result.params:,} parameters; {result.seconds:.0f}s on {result.device}; run folder {result.run_dir}")
 
