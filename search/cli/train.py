@@ -7,10 +7,11 @@ from typing import Optional
 
 import typer
 
-from .common import Device, Mlflow, Tensorboard, Wandb, app, echo, tracking_targets
+from .common import TRAINING, Device, Format, Json, Mlflow, Tensorboard, Wandb, app, echo, tracking_targets
+from .help import config_fields_epilog, env_epilog
 
 
-@app.command()
+@app.command(epilog=config_fields_epilog() + "\n\n" + env_epilog(*TRAINING))
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML of TrainConfig fields."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a field: key=value (repeatable)."),
@@ -86,15 +87,17 @@ def score(
 def params(
     n_out: str = typer.Option("512", help="Embedding sizes, comma-separated."),
     cap: str = typer.Option("11.5M", help="Parameter cap, e.g. 11.5M or 11500000."),
+    fmt: Format = "table",
+    as_json: Json = False,
 ) -> None:
     """Parameter count of every registered architecture against the cap (meta device, no memory)."""
-    from rich.console import Console
-
     from facenet.models import param_table
 
     from ..spec import parse_count
+    from ..view.output import emit, output_format
     from ..view.status import params_table
 
+    fmt = output_format(fmt, as_json)
     limit = parse_count(cap)
     rows = param_table(tuple(int(n) for n in n_out.split(",")), limit)
-    Console(width=120).print(params_table(rows, limit))
+    emit(fmt, rows, lambda: params_table(rows, limit))
