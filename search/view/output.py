@@ -77,7 +77,10 @@ def print_table(renderable: Any, file=None) -> None:
     probe = Console(file=io.StringIO(), width=LONGEST_LINE, no_color=True)
     widest = max((probe.measure(r).maximum for r in _parts(renderable)), default=0)
     width = PIPED_WIDTH if widest <= PIPED_WIDTH else min(widest, LONGEST_LINE)
-    Console(file=file, width=width, no_color=True, highlight=False, emoji=False).print(renderable)
+    text = io.StringIO()
+    Console(file=text, width=width, no_color=True, highlight=False, emoji=False).print(renderable)
+    file.write("".join(line.rstrip() + "\n" for line in text.getvalue().splitlines()))   # no padding to the width
+    file.flush()
 
 
 def plain(renderable: Any) -> None:
