@@ -26,14 +26,15 @@ pytest.importorskip("mlflow")   # the test extra installs all three; without the
 
 def spec_raw(data: Path, name: str, tracking: dict | None = None, n_trials: int = 3, epochs: int = 2) -> dict:
     raw = {"name": name, "data": {"train": str(data / "train1"), "val": str(data / "val")},
-           "fixed": {"resolution": 32, "width": 0.125, "n_out": 32, "batch_size": 8, "n_per_class": 2, "workers": 0,
+           "fixed": {"resolution": 32, "n_out": 32, "batch_size": 8, "n_per_class": 2, "workers": 0,
                      "augment": "none", "device": "cpu"},
            "space": {"model": {"type": "categorical", "choices": ["resnet_w", "resnet34"]},
+                     "width": {"type": "categorical", "choices": [0.125], "when": {"model": "resnet_w"}},
                      "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
            "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "median", "n_startup_trials": 1},
            "budget": {"n_trials": n_trials, "epochs": epochs},
            # trial 0 is over the cap (pruned before training), trial 1 trains
-           "enqueue": [{"model": "resnet34", "lr": 1e-3}, {"model": "resnet_w", "lr": 3e-3}]}
+           "enqueue": [{"model": "resnet34", "lr": 1e-3}, {"model": "resnet_w", "width": 0.125, "lr": 3e-3}]}
     if tracking:
         raw["tracking"] = tracking
     return raw
@@ -154,12 +155,22 @@ def test_a_study_and_its_retrain_reach_mlflow_wandb_and_tensorboard(synth_data, 
         if t.user_attrs.get("pruned_by"):
             assert r["summary"]["pruned_by"] == t.user_attrs["pruned_by"]
 
-    # ---- TensorBoard: event files per trial, scalars per epoch and the hparams the HParams tab compares
+    # ---- TensorBoard: the study's HParams experiment (every space param, conditional ones too) once, and
+    # event files per trial: scalars per epoch, the trial's session (its params) and metrics
+    from tensorboard.plugins.hparams import metadata
+
+    study_events = EventAccumulator(str(tmp_path / "tb" / "tracked"))
+    study_events.Reload()
+    experiment = metadata.parse_experiment_plugin_data(
+        study_events.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert {h.name for h in experiment.hparam_infos} == {"model", "width", "lr", "state"}
     for t in trials:
         events = EventAccumulator(str(tmp_path / "tb" / "tracked" / f"trial-{t.number:04d}"))
         events.Reload()
-        assert set(events.PluginTagToContent("hparams")) == {"_hparams_/experiment", "_hparams_/session_start_info",
-                                                            "_hparams_/session_end_info"}
+        tags = events.PluginTagToContent("hparams")
+        assert set(tags) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
+        session = metadata.parse_session_start_info_plugin_data(tags["_hparams_/session_start_info"])
+        assert set(session.hparams) == set(t.params) | {"state"}
         history = t.user_attrs.get("history", [])
         if history:
             assert [(e.step, e.value) for e in events.Scalars("val/eer")] == pytest.approx(

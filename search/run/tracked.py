@@ -15,13 +15,12 @@ from ..track import EpochMetrics, RunEnd, RunInfo, Tracking, open_tracking
 def study_settings(spec: StudySpec) -> dict:
     """What the parent run shows of the study: how it searches, its budget and its cap."""
     return {"sampler": spec.sampler, "pruner": spec.pruner, "param_cap": spec.param_cap, "n_trials": spec.n_trials,
-            "epochs": spec.epochs, "space": {k: p.describe() for k, p in spec.space.items()}, "fixed": spec.fixed}
+            "epochs": spec.epochs, "space": {k: p.to_dict() for k, p in spec.space.items()}, "fixed": spec.fixed}
 
 
 def trial_run(spec: StudySpec, trial: optuna.Trial, config) -> RunInfo:
     return RunInfo(name=f"trial-{trial.number:04d}", run_dir=Path(config.run_dir), study=spec.name,
-                   number=trial.number, params=dict(trial.params), config=config.to_dict(),
-                   choices={k: list(p.choices) for k, p in spec.space.items() if p.type == "categorical"})
+                   number=trial.number, params=dict(trial.params), config=config.to_dict())
 
 
 def trial_end(trial: optuna.Trial, error: BaseException | None, value: float | None) -> RunEnd:

@@ -17,7 +17,6 @@ class RunInfo:
     kind: str = "trial"                         # trial | retrain | train
     params: dict[str, Any] = field(default_factory=dict)    # the searched params (what trials differ in)
     config: dict[str, Any] = field(default_factory=dict)    # the full TrainConfig
-    choices: dict[str, list] = field(default_factory=dict)  # each categorical param's choices (TensorBoard)
 
     @property
     def key(self) -> str:
@@ -61,7 +60,8 @@ class Tracker:
         """Raise if the backend cannot be reached (a server that does not answer); called first."""
 
     def study_start(self, study: str, description: str, settings: dict[str, Any]) -> None:
-        """Once per study and process (the parent run, where the backend has one)."""
+        """Once per study and process (the parent run, where the backend has one); ``settings``: sampler,
+        pruner, param_cap, n_trials, epochs, fixed, and ``space`` (each param as ``ParamSpec.to_dict``)."""
 
     def study_end(self, study: str, summary: dict[str, Any]) -> None:
         """The study's budget is spent (``study run`` saw it end): counts and the best trial."""

@@ -1,8 +1,10 @@
-"""TensorBoard: event files per trial with its scalars per epoch, and its hparams, so the HParams tab compares
+"""TensorBoard: event files per trial with its scalars per epoch and its hparams, so the HParams tab compares
 the trials of a study (``tensorboard --logdir <folder>/<study>``).
 
 The target is a folder (events in ``<folder>/<study>/<trial-NNNN>``) or empty: each run's own folder
-(``<run folder>/tensorboard``).
+(``<run folder>/tensorboard``). The HParams experiment (every param of the space, with the choices of the
+categorical ones) is written once per study in ``<folder>/<study>``: TensorBoard reads one experiment, and
+trials whose conditional params are absent would each describe a different one.
 """
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ from typing import Any
 from .base import EpochMetrics, RunEnd, RunInfo, Tracker
 
 SCALARS = {"train/loss": "loss", "val/eer": "val_eer", "train/lr": "lr", "train/images_per_s": "images_per_s"}
-HPARAM_METRIC = "hparam/best_val_eer"   # its own tag: the per-epoch val/eer stays a curve
+METRICS = ("hparam/best_val_eer", "hparam/param_count")   # their own tags: the per-epoch val/eer stays a curve
+STATES = ["COMPLETE", "PRUNED", "FAIL"]
+SCALAR_TYPES = (bool, int, float, str)
+
+
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, SCALAR_TYPES) else str(value)
 
 
 class TensorboardTracker(Tracker):
@@ -25,10 +33,32 @@ class TensorboardTracker(Tracker):
     def check(self) -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401   (needs the tensorboard package)
 
+    def study_dir(self, study: str | None) -> Path:
+        return (Path(self.target) if self.target else self.runs_root) / (study or "train")
+
     def log_dir(self, run: RunInfo) -> Path:
         if not self.target:
             return Path(run.run_dir) / "tensorboard"
-        return Path(self.target) / (run.study or "train") / run.name
+        return self.study_dir(run.study) / run.name
+
+    def study_start(self, study: str, description: str, settings: dict[str, Any]) -> None:
+        """The study's HParams experiment: each space param (a representative value gives its type), the
+        choices of the categorical ones, the trial state and the metrics."""
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+
+        values, domains = {"state": "COMPLETE"}, {"state": STATES}
+        for name, param in (settings.get("space") or {}).items():
+            if param["type"] == "categorical":
+                choices = [_scalar(c) for c in param["choices"]]
+                values[name] = choices[0]
+                if all(type(c) is type(choices[0]) for c in choices):
+                    domains[name] = choices
+            else:
+                values[name] = float(param["low"]) if param["type"] == "float" else int(param["low"])
+        experiment, _, _ = hparams(values, dict.fromkeys(METRICS, 0.0), domains)
+        with SummaryWriter(log_dir=str(self.study_dir(study))) as writer:
+            writer.file_writer.add_summary(experiment)
 
     def run_start(self, run: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -42,16 +72,19 @@ class TensorboardTracker(Tracker):
         writer.flush()
 
     def run_end(self, run: RunInfo, end: RunEnd) -> None:
+        """The trial's session (its params and state) and its metrics, under the study's experiment."""
+        from torch.utils.tensorboard.summary import hparams
+
         writer = self.writers.pop(run.key)
-        hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in run.params.items()}
-        metrics = {HPARAM_METRIC: end.value if end.value is not None else float("nan")}
+        values = {k: _scalar(v) for k, v in run.params.items()} | {"state": end.state}
+        metrics = {METRICS[0]: end.value if end.value is not None else float("nan")}
         if end.param_count is not None:
-            metrics["hparam/param_count"] = float(end.param_count)
-        hparams["state"] = end.state
-        choices = {k: [str(c) if not isinstance(c, (int, float, str, bool)) else c for c in v]
-                   for k, v in run.choices.items()}
-        choices["state"] = ["COMPLETE", "PRUNED", "FAIL"]
-        writer.add_hparams(hparams, metrics, hparam_domain_discrete=choices, run_name=".")
+            metrics[METRICS[1]] = float(end.param_count)
+        _, start, stop = hparams(values, metrics)
+        writer.file_writer.add_summary(start)
+        writer.file_writer.add_summary(stop)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value)
         writer.close()
 
     def close(self) -> None:
