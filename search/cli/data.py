@@ -18,7 +18,7 @@ def data_synth(
     seed: int = typer.Option(0, help="Same seed, same bytes."),
 ) -> None:
     """Write synthetic faces in the course layout (identity folders and pair lists)."""
-    from facenet.synth import synthesize
+    from facenet.data.synth import synthesize
 
     summary = synthesize(out, identities=identities, images_per_identity=images_per_identity, size=size, seed=seed,
                          progress=sys.stderr.isatty())
@@ -38,7 +38,7 @@ def data_check(
     """Identities, images, unreadable files, pair lists; projected cache, checkpoint and free disk sizes.
     Exit status 2 when the data cannot be trained on (after the report)."""
     from facenet.config import TrainConfig
-    from facenet.datacheck import check_data
+    from facenet.data.datacheck import check_data
 
     from ..view.output import emit, output_format
     from ..view.status import data_check_table

@@ -1,0 +1,19 @@
+"""The benchmarks run end to end in their --quick form and end with their ratio line (no timing checks)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.mark.parametrize("script", ["loader.py", "evaluate.py", "constraint.py", "scale.py"])
+def test_quick_run_ends_with_ratio(script: str) -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True,
+                          timeout=300, cwd=BENCHMARKS.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("ratio: ") and last.split()[1].endswith("x"), done.stdout
