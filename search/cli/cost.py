@@ -1,4 +1,4 @@
-"""``facesearch calibrate`` and ``plan``: what trials cost here, and what a plan of phases will cost."""
+"""``facesearch calibrate``: what trials cost here (``plan price`` lives with the other plan commands)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import TRAINING, Device, Format, Json, Storage, app, echo, env_epilog
+from .common import TRAINING, Device, Format, Json, Storage, app, env_epilog
 
 
 @app.command(epilog=env_epilog("FACESEARCH_DATA", *TRAINING))
@@ -41,32 +41,3 @@ def calibrate(
     points = [e.to_dict() for e in table.entries.values()]
     emit(fmt, points, rows=[{"device": p["device"], **p["key"], **p["speed"]} for p in points])
     typer.echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}", err=True)
-
-
-@app.command(epilog=env_epilog("FACESEARCH_DATA"))
-def plan(
-    spec_paths: List[Path] = typer.Argument(..., metavar="STUDY.yaml...",
-                                            help="The phases (chained by from:)."),
-    hours: float = typer.Option(..., help="GPU-hours for all phases together."),
-    gpus: int = typer.Option(1, help="GPUs running trials at once (for the wall-clock column)."),
-    calibration: Optional[Path] = typer.Option(None, help="A calibration file (default: the storage's)."),
-    storage: Storage = None,
-    device: Optional[str] = typer.Option(None, help="Calibrated device to plan for (if several)."),
-    data_size: List[str] = typer.Option([], help="Size of a data set that is not here: train1=2882x174 "
-                                                 "(identities x images each) or val=50000 (images)."),
-    fit: bool = typer.Option(False, help="Scale trials (then epochs) to fit, and print what changed."),
-    fmt: Format = "table",
-    as_json: Json = False,
-) -> None:
-    """Price every phase before it runs: trials, epochs, resolution, GPU-hours, wall-clock hours on N GPUs."""
-    from ..cost.calibration import CalibrationTable, stored_table
-    from ..cost.datasize import DataSizes
-    from ..cost.plan import run_plan
-    from ..view.output import output_format
-    from ..storage import open_storage
-
-    table = CalibrationTable.load(calibration) if calibration else stored_table(open_storage(storage))
-    sizes = DataSizes(table.census)
-    for text in data_size:
-        sizes.add_override(text)
-    run_plan(spec_paths, hours, max(1, gpus), table, device, sizes, fit, echo, output_format(fmt, as_json))

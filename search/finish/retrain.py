@@ -19,6 +19,7 @@ from facenet.eval.evaluate import write_scores
 from facenet.eval.stats import ScoredPairs
 from facenet.preflight import check_data, check_run
 
+from ..run.folders import known_folder
 from ..record import RETRAIN, RETRAINS, TrialRecord, best_trial
 from ..storage import StorageError
 from ..track import EpochMetrics, RunEnd, RunInfo, Tracking
@@ -57,7 +58,7 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
     tracking = tracking or Tracking([])
     trial, config = best_config(study, number)
     name = f"retrain-{trial.number:04d}"
-    run = RunInfo(name=name, run_dir=runs_root / study.study_name / name, study=study.study_name,
+    run = RunInfo(name=name, run_dir=known_folder(runs_root, study) / name, study=study.study_name,
                   number=trial.number, kind="retrain", params=dict(trial.params), config=config.to_dict())
     started: list[bool] = []
     try:
@@ -82,7 +83,7 @@ def _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, f
     def on_epoch(r) -> None:
         tracking.epoch(tracked, EpochMetrics(done[0] + r.epoch, r.loss, r.val_eer, r.lr, r.images_per_s))
 
-    base = runs_root / study.study_name / f"retrain-{trial.number:04d}"
+    base = known_folder(runs_root, study) / f"retrain-{trial.number:04d}"   # this study's, not a namesake's
     changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
     if epochs:
         changes["epochs"] = epochs

@@ -24,10 +24,8 @@ from .. import record as rec
 from ..record import origin_number
 from ..spec import StudySpec, suggest
 from ..track import EpochMetrics, RunInfo, Tracking, open_tracking
+from .folders import foreign_checkpoint, study_folder, trial_dir
 from .tracked import study_settings, trial_end, trial_run
-
-def trial_dir(runs_root: str | Path, study_name: str, number: int) -> Path:
-    return Path(runs_root) / study_name / f"trial-{number:04d}"
 
 
 class Objective:
@@ -44,8 +42,17 @@ class Objective:
     def __init__(self, spec: StudySpec, runs_root: str | Path = "runs", device: str = "auto",
                  log: Callable[[str], None] = print, tracking: Tracking | None = None):
         self.spec, self.runs_root, self.device, self.log = spec, Path(runs_root), device, log
+        self._folders: dict[str, Path] = {}   # study name -> its run folder (keyed by the study's stamp)
         self.tracking = tracking if tracking is not None else open_tracking(spec.tracking, self.runs_root, log)
         self.tracking.study_start(spec.name, spec.description, study_settings(spec))
+
+    def folder_of(self, trial: optuna.trial.BaseTrial) -> Path:
+        study = getattr(trial, "study", None)
+        if study is None:   # a point outside any study (a fixed trial): the spec's name alone
+            return self.runs_root / self.spec.name
+        if study.study_name not in self._folders:
+            self._folders[study.study_name] = study_folder(self.runs_root, study)
+        return self._folders[study.study_name]
 
     def close(self, wait: float = 60.0) -> None:
         """Send the tracking events still queued (waits for slow backends, ``wait`` seconds at most)."""
@@ -59,7 +66,7 @@ class Objective:
 
     def config_for(self, trial: optuna.trial.BaseTrial):
         params = suggest(trial, self.spec.space, self.spec.fixed)
-        run_dir = trial_dir(self.runs_root, self.spec.name, origin_number(trial))
+        run_dir = trial_dir(self.folder_of(trial), origin_number(trial))
         config = self.spec.to_config(params).replace(run_dir=str(run_dir))
         # the worker's --device when given, else the spec's (checked before any worker starts)
         return config if self.device == "auto" else config.replace(device=self.device)
@@ -97,6 +104,8 @@ class Objective:
                 self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
 
         prefix = f"[trial {trial.number}]"
+        if config.resume and (refusal := foreign_checkpoint(config)):
+            self._fail(trial, refusal)   # this trial's own failure: the circuit breaker does not stop the study
         if config.resume and (Path(config.run_dir) / "last.pt").exists():
             trial.set_user_attr(rec.RESUMED, f"from the checkpoint in {config.run_dir}")
         try:

@@ -2,9 +2,9 @@
 the trials of a study (``tensorboard --logdir <folder>/<study>``).
 
 The target is a folder (events in ``<folder>/<study>/<trial-NNNN>``) or empty: each run's own folder
-(``<run folder>/tensorboard``). The HParams experiment (every param of the space, with the choices of the
-categorical ones) is written once per study in ``<folder>/<study>``: TensorBoard reads one experiment, and
-trials whose conditional params are absent would each describe a different one.
+(``<run folder>/tensorboard``). Every trial carries the same HParams experiment, built from the study's
+space (every param, with the choices of the categorical ones): TensorBoard reads the first it finds, and one
+built from a trial's own params would lack the conditional params that trial did not draw.
 """
 from __future__ import annotations
 
@@ -29,22 +29,19 @@ class TensorboardTracker(Tracker):
     def __init__(self, target: str, runs_root: Path):
         super().__init__(target, runs_root)
         self.writers: dict[str, Any] = {}
+        self.experiments: dict[str, Any] = {}   # study -> its HParams experiment summary
 
     def check(self) -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401   (needs the tensorboard package)
 
-    def study_dir(self, study: str | None) -> Path:
-        return (Path(self.target) if self.target else self.runs_root) / (study or "train")
-
     def log_dir(self, run: RunInfo) -> Path:
         if not self.target:
             return Path(run.run_dir) / "tensorboard"
-        return self.study_dir(run.study) / run.name
+        return Path(self.target) / (run.study or "train") / run.name
 
     def study_start(self, study: str, description: str, settings: dict[str, Any]) -> None:
         """The study's HParams experiment: each space param (a representative value gives its type), the
         choices of the categorical ones, the trial state and the metrics."""
-        from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
         values, domains = {"state": "COMPLETE"}, {"state": STATES}
@@ -56,14 +53,14 @@ class TensorboardTracker(Tracker):
                     domains[name] = choices
             else:
                 values[name] = float(param["low"]) if param["type"] == "float" else int(param["low"])
-        experiment, _, _ = hparams(values, dict.fromkeys(METRICS, 0.0), domains)
-        with SummaryWriter(log_dir=str(self.study_dir(study))) as writer:
-            writer.file_writer.add_summary(experiment)
+        self.experiments[study], _, _ = hparams(values, dict.fromkeys(METRICS, 0.0), domains)
 
     def run_start(self, run: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writers[run.key] = SummaryWriter(log_dir=str(self.log_dir(run)))
+        writer = self.writers[run.key] = SummaryWriter(log_dir=str(self.log_dir(run)))
+        if run.study in self.experiments:
+            writer.file_writer.add_summary(self.experiments[run.study])
 
     def epoch(self, run: RunInfo, m: EpochMetrics) -> None:
         writer = self.writers[run.key]

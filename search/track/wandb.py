@@ -1,7 +1,7 @@
 """Weights & Biases: one run per trial (and per retrain), grouped by study; offline unless WANDB_MODE says
 otherwise (compute nodes have no network: ``wandb sync`` uploads the run folders later).
 
-Run folders go under ``$WANDB_DIR``, else the study's run folder (``<runs>/<study>/wandb/offline-run-*``).
+Run folders go under ``$WANDB_DIR``, else the study's run folder (``<study folder>/wandb/offline-run-*``).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class WandbTracker(Tracker):
     def _dir(self, run: RunInfo) -> Path:
         if os.environ.get("WANDB_DIR"):
             return Path(os.environ["WANDB_DIR"])
-        return self.runs_root / run.study if run.study else Path(run.run_dir)
+        return Path(run.run_dir).parent if run.study else Path(run.run_dir)   # the study's run folder
 
     def run_start(self, run: RunInfo) -> None:
         import wandb

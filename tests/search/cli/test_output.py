@@ -51,20 +51,20 @@ def commands(s: dict) -> dict[str, list[str]]:
         "calibrate": ["calibrate", s["spec"], "--storage", s["url"], "--device", "cpu", "--keys", "shapes",
                       "--steps", "1", "--warmup", "0", "--eval-images", "16", "--min-seconds", "0",
                       "--out", s["calibration"]],
-        "plan": ["plan", s["spec"], "--hours", "100", "--calibration", s["calibration"]],
+        "plan price": ["plan", "price", s["spec"], "--hours", "100", "--calibration", s["calibration"]],
         "retrain": ["retrain", "formats", "--storage", s["url"], "--epochs", "1", "--device", "cpu"],
     }
 
 
 def test_format_json_of_every_read_only_command_parses(study):
-    for name, args in commands(study).items():   # in this order: plan reads calibrate's file
+    for name, args in commands(study).items():   # in this order: plan price reads calibrate's file
         out = cli(*args, "--format", "json")
         assert out.returncode == 0, (name, out.stdout, out.stderr)
         record = json.loads(out.stdout)
         assert record, name
         if name in ("best", "study status", "params"):
             assert json.loads(cli(*args, "--json").stdout) == record, name   # the short form says the same
-    plan = json.loads(cli(*commands(study)["plan"], "--format", "json").stdout)
+    plan = json.loads(cli(*commands(study)["plan price"], "--format", "json").stdout)
     assert [p["phase"] for p in plan["phases"]] == ["formats"] and plan["fits"] is True
     best = json.loads(cli(*commands(study)["best"], "--format", "json").stdout)
     assert best["top"][0]["verdict"] == "best" and "val_eer_ci" in best["top"][0]

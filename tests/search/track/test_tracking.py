@@ -140,7 +140,7 @@ def test_a_study_and_its_retrain_reach_mlflow_wandb_and_tensorboard(synth_data, 
     assert {"best.pt", "retrain.json", "val_scores.txt", "roc.png", "roc_det.html"} <= files
 
     # ---- W&B: an offline run folder per trial, grouped by study
-    folders = sorted((tmp_path / "tracked" / "wandb").glob("offline-run-*"))
+    folders = sorted(tmp_path.glob("tracked-*/wandb/offline-run-*"))   # in the study's run folder
     assert len(folders) == len(trials)
     wb = {r["name"]: r for r in map(wandb_run, folders)}
     assert set(wb) == {f"tracked/trial-{t.number:04d}" for t in trials}
@@ -155,20 +155,17 @@ def test_a_study_and_its_retrain_reach_mlflow_wandb_and_tensorboard(synth_data, 
         if t.user_attrs.get("pruned_by"):
             assert r["summary"]["pruned_by"] == t.user_attrs["pruned_by"]
 
-    # ---- TensorBoard: the study's HParams experiment (every space param, conditional ones too) once, and
-    # event files per trial: scalars per epoch, the trial's session (its params) and metrics
+    # ---- TensorBoard: event files per trial: scalars per epoch, the study's HParams experiment (every space
+    # param, conditional ones too), the trial's session (its params) and its metrics
     from tensorboard.plugins.hparams import metadata
 
-    study_events = EventAccumulator(str(tmp_path / "tb" / "tracked"))
-    study_events.Reload()
-    experiment = metadata.parse_experiment_plugin_data(
-        study_events.PluginTagToContent("hparams")["_hparams_/experiment"])
-    assert {h.name for h in experiment.hparam_infos} == {"model", "width", "lr", "state"}
     for t in trials:
         events = EventAccumulator(str(tmp_path / "tb" / "tracked" / f"trial-{t.number:04d}"))
         events.Reload()
         tags = events.PluginTagToContent("hparams")
-        assert set(tags) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
+        assert set(tags) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
+        experiment = metadata.parse_experiment_plugin_data(tags["_hparams_/experiment"])
+        assert {h.name for h in experiment.hparam_infos} == {"model", "width", "lr", "state"}
         session = metadata.parse_session_start_info_plugin_data(tags["_hparams_/session_start_info"])
         assert set(session.hparams) == set(t.params) | {"state"}
         history = t.user_attrs.get("history", [])
