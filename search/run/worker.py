@@ -47,12 +47,12 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
                               pruner=build_pruner(spec))
     timeout = timeout if timeout is not None else spec.timeout
     runs = runs_root(url)
-    objective = Objective(spec, runs, device, log)
-    return optimize_until(study, objective, n_trials if n_trials is not None else spec.n_trials,
-                          time.time() + timeout if timeout else None, log,
-                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
-                          breaker=CircuitBreaker(study, spec.max_failures),
-                          before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
+    with Objective(spec, runs, device, log) as objective:   # closing sends the tracking events still queued
+        return optimize_until(study, objective, n_trials if n_trials is not None else spec.n_trials,
+                              time.time() + timeout if timeout else None, log,
+                              after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
+                              breaker=CircuitBreaker(study, spec.max_failures),
+                              before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
 
 
 def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,

@@ -4,6 +4,7 @@ report's Spearman section; successive-halving rungs reported; ``facesearch plan 
 chained phases (exit 2 over budget, ``--fit`` fits); and every shipped study loads and chains."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -122,10 +123,12 @@ def test_plan_exits_2_over_budget_and_fit_fits(phases):
     specs = [str(phases["full"]), str(phases["proxy"])]   # any order: from: sets it
     fits = cli("plan", "price", *specs, "--hours", "1", "--calibration", str(out))
     assert fits.returncode == 0, fits.stderr
-    rows = [line for line in fits.stdout.splitlines() if line.startswith(("│ proxy", "│ full"))]
-    assert [r.split("│")[1].strip() for r in rows] == ["proxy", "full"]
-    assert "proxy top 3" in rows[1] and "fits (1)" in fits.stdout
-    needed = sum(float(r.split("│")[7].strip().rstrip("~")) for r in rows)   # GPU-hours column
+    assert "fits (1)" in fits.stdout and not set("│┃━") & set(fits.stdout)   # piped: a plain table
+    plan = json.loads(cli("plan", *specs, "--hours", "1", "--calibration", str(out), "--format", "json").stdout)
+    rows = plan["phases"]
+    assert [r["phase"] for r in rows] == ["proxy", "full"] and plan["fits"]
+    assert (rows[1]["from"], rows[1]["top"]) == ("proxy", 3)
+    needed = sum(r["gpu_hours"] for r in rows)
     tight = f"{needed / 3:.6g}"                                                  # a third of that
 
     over = cli("plan", "price", *specs, "--hours", tight, "--calibration", str(out))
