@@ -52,7 +52,9 @@ class Objective:
             history.append({k: getattr(r, k) for k in ("epoch", "loss", "val_eer", "lr", "seconds")})
             trial.report(r.val_eer, r.epoch)
             trial.set_user_attr(rec.HISTORY, history)
-            if trial.should_prune():
+            # asked at every epoch so the rung pruners record the rung; a trial that trained its full
+            # budget completes whatever the rule says (pruning it then saves nothing and loses its result)
+            if trial.should_prune() and r.epoch < config.epochs:
                 rule = self.spec.pruner["name"]
                 keep_interval(trial, config.run_dir)
                 self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
