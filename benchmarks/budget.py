@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     a = parse(p, argv)
     synth = {"identities": 110, "images_per_identity": 12, "size": 40, "val_pairs": 600}
     if a.quick:
-        a.seeds, a.budget, a.epochs, a.top = a.seeds.split(",")[0], 12.0, 2, 2
+        a.seeds, a.budget, a.epochs, a.top = a.seeds.split(",")[0], min(a.budget, 12.0), 2, 2   # --budget: lower
         synth.update(identities=60, images_per_identity=8, val_pairs=200)
     seeds = [int(s) for s in a.seeds.split(",")]
     optuna.logging.set_verbosity(optuna.logging.ERROR)   # a trial the budget refuses is logged as failed
