@@ -42,7 +42,7 @@ def face_set(data: str, identities: int, images_per_identity: int, size: int, **
     if data:
         yield Path(data)
         return
-    from facenet.synth import synthesize
+    from facenet.data.synth import synthesize
 
     with tempfile.TemporaryDirectory(prefix="facesearch-bench-") as tmp:
         root = Path(tmp) / "data"

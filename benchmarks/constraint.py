@@ -24,7 +24,8 @@ import search.run.objective
 from common import face_set, open_study, parse, parser, quickstart_spec, ratio_line, temp_dir, timed
 from facenet import fit
 from facenet.config import TrainConfig
-from facenet.data import IdentityFolder, PairList, cache_size, load_images
+from facenet.data.cache import cache_size, load_images
+from facenet.data.folders import IdentityFolder, PairList
 from facenet.models import MODELS, WIDTHS, count_params
 from facenet.train import EpochResult, RunResult
 from search.run.objective import Objective

@@ -1,11 +1,11 @@
 """Verification wall time: our evaluation versus a per-pair loop.
 
-Ours (facenet.evaluate.Verifier): each unique image of the pair list decoded once into the
+Ours (facenet.eval.evaluate.Verifier): each unique image of the pair list decoded once into the
 cache, embedded once in big batches, vectorised cosine, sklearn EER. The per-pair loop:
 for every pair, PIL open + Resize + CenterCrop + ToTensor + Normalize both images, embed
 them as a batch of 2, cosine in Python. Same model, same pairs. Also times ``eer()`` over
 1,000,000 random scores (target: well under 1 s) and the identity-bootstrap interval
-(``facenet.stats``) with 1,000 resamples over a simulated list of 50,000 pairs between
+(``facenet.eval.stats``) with 1,000 resamples over a simulated list of 50,000 pairs between
 1,000 identities (target: under 2 s on one core).
 """
 from __future__ import annotations
@@ -22,11 +22,12 @@ from torchvision import transforms as T
 
 from common import device, face_set, parse, parser, ratio_line, temp_dir, timed
 from facenet.config import TrainConfig
-from facenet.data import PairList, cache_size
-from facenet.evaluate import Verifier, eer
+from facenet.data.cache import cache_size
+from facenet.data.folders import PairList
+from facenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facenet.eval.evaluate import Verifier, eer
+from facenet.eval.stats import IdentityBootstrap
 from facenet.models import build_model
-from facenet.stats import IdentityBootstrap
-from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @torch.no_grad()
@@ -54,7 +55,7 @@ def bootstrap_seconds(n_pairs: int = 50_000, n_ids: int = 1_000,
     labels = rng.integers(0, 2, n_pairs)
     left = rng.integers(0, n_ids, n_pairs)
     right = np.where(labels == 1, left, (left + rng.integers(1, n_ids, n_pairs)) % n_ids)
-    effect = rng.normal(0, 0.5, n_ids)   # identities with random effects, as in tests/test_stats.py
+    effect = rng.normal(0, 0.5, n_ids)   # identities with random effects, as in tests/facenet/eval/test_stats.py
     scores = (2.5 * labels + effect[left] + effect[right] + rng.normal(size=n_pairs)).astype(np.float32)
     wall, cpu = [], []
     for _ in range(3):

@@ -1,6 +1,6 @@
 """Training-batch throughput: our pipeline versus the course's per-item PIL pipeline.
 
-Ours: the decoded-image cache (memmap) + ClassBalancedSampler + facenet.loader.BatchLoader
+Ours: the decoded-image cache (memmap) + ClassBalancedSampler + facenet.data.loader.BatchLoader
 (2 persistent threads cutting each image's random crop and flip on uint8 into reused buffers,
 pinned on CUDA), then the batched float conversion + normalisation that facenet.train runs.
 Theirs: torchvision ImageFolder with
@@ -19,11 +19,13 @@ import torch
 from torchvision import datasets, transforms as T
 
 from common import alternate, device, face_set, parse, parser, ratio_line, temp_dir, timed
-from facenet.augment import build_augment
 from facenet.config import TrainConfig
-from facenet.data import ClassBalancedSampler, IdentityFolder, cache_size, load_images
-from facenet.loader import BatchLoader
-from facenet.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, normalize_
+from facenet.data.augment import build_augment
+from facenet.data.cache import cache_size, load_images
+from facenet.data.folders import IdentityFolder
+from facenet.data.loader import BatchLoader
+from facenet.data.sampler import ClassBalancedSampler
+from facenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, normalize_
 
 
 def draw(loader: Iterable, n: int, consume: Callable, set_epoch: Callable[[int], None] = lambda e: None) -> int:

@@ -27,13 +27,16 @@ import torch
 from PIL import Image
 
 from common import machine, parse, parser, temp_dir, timed
-from facenet.cache import BatchedJpeg, entry_for, gpu_decode_ok, load_images
 from facenet.config import TrainConfig
-from facenet.data import ClassBalancedSampler, IdentityFolder, PairList, cache_size
-from facenet.evaluate import Verifier, eer
-from facenet.loader import BatchLoader
+from facenet.data.cache import cache_size, load_images
+from facenet.data.cache_entry import entry_for
+from facenet.data.cache_formats import BatchedJpeg, gpu_decode_ok
+from facenet.data.folders import IdentityFolder, PairList
+from facenet.data.loader import BatchLoader
+from facenet.data.sampler import ClassBalancedSampler
+from facenet.data.synth import identity_images
+from facenet.eval.evaluate import Verifier, eer
 from facenet.models import build_model
-from facenet.synth import identity_images
 
 TARGETS = {"jpeg_share": 1 / 6, "jpeg_per_thread": 400.0, "rss_growth": 1.10, "plan_s": 1.0}
 

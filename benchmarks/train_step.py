@@ -16,7 +16,7 @@ import torch
 
 from common import alternate, device, face_set, parse, parser, ratio_line, temp_dir, timed
 from facenet.config import TrainConfig
-from facenet.data import cache_size
+from facenet.data.cache import cache_size
 from facenet.train import Trainer
 
 

@@ -9,7 +9,8 @@ _EXPORTS = {
     "TrainConfig": "config", "fit": "train", "EpochResult": "train", "RunResult": "train",
     "ConfigError": "errors", "NonFiniteLoss": "errors", "DataError": "errors", "UserError": "errors",
     "build_model": "models", "count_params": "models",
-    "EerInterval": "stats", "ScoredPairs": "stats", "eer_interval": "stats", "compare_eers": "stats",
+    "EerInterval": "eval.stats", "ScoredPairs": "eval.stats", "eer_interval": "eval.stats",
+    "compare_eers": "eval.stats",
 }
 __all__ = list(_EXPORTS)
 

@@ -24,7 +24,7 @@ class TrainConfig:
     val_list: str = "val_pairs.csv"          # relative to val_path unless absolute
     resolution: int = 224                    # crop size; images are resized to res*256/224 first
     cache_dir: str = ""                      # decoded-image cache; "" = $FACESEARCH_CACHE, else ~/.cache/...
-    cache_format: str = "auto"               # raw | jpeg | auto: raw when it fits the budget (facenet.cache)
+    cache_format: str = "auto"               # raw | jpeg | auto: raw when it fits the budget (facenet.data.cache)
     cache_budget_gb: float = 0.0             # most one cache may take; 0: $FACESEARCH_CACHE_BUDGET or free/2
     max_val_pairs: int = 0                   # 0 = all pairs
     max_identities: int = 0                  # a fixed subset of this many identities (0 = all): a cheap proxy
@@ -67,7 +67,7 @@ class TrainConfig:
     epochs: int = 10
     patience: int = 0                        # early stop after this many epochs without val EER gain; 0 = off
     # --- augmentation ---
-    augment: str = "baseline"                # preset or '+'-joined names, see facenet.augment
+    augment: str = "baseline"                # preset or '+'-joined names, see facenet.data.augment
     mixup_alpha: float = 0.2
     cutmix_alpha: float = 1.0
     # --- runtime ---

@@ -8,7 +8,8 @@ NAMED_FIELDS = ("model", "loss", "optimizer", "scheduler", "augment")
 
 
 def _checks() -> dict[str, Callable[[str], object]]:
-    from . import augment, losses, models, optim
+    from . import losses, models, optim
+    from .data import augment
 
     return {"model": models.MODELS.get, "loss": losses.LOSSES.get, "optimizer": optim.OPTIMIZERS.get,
             "scheduler": optim.SCHEDULERS.get, "augment": augment.check_augment}

@@ -53,14 +53,14 @@ def check_device(name: str) -> None:
 
 def check_data(config: TrainConfig) -> None:
     """The training folder and the validation pair list, as training reads them."""
-    from .data import IdentityFolder, PairList
+    from .data.folders import IdentityFolder, PairList
 
     IdentityFolder.scan(config.train_path)
     PairList.read(config.val_path, config.val_list, config.max_val_pairs)
 
 
 def cache_folders(config: TrainConfig) -> list[Path]:
-    from .data import default_cache_dir
+    from .data.cache import default_cache_dir
 
     if config.cache_dir:
         return [Path(config.cache_dir)]
@@ -128,7 +128,7 @@ def check_same_run(config: TrainConfig) -> None:
 
 def check_scoring(pair_root: str | Path, out: str | Path, device: str, cache_dir: str | Path = "") -> None:
     """``score``: the device, the cache of the pair list's images, and the score file's folder."""
-    from .data import default_cache_dir
+    from .data.cache import default_cache_dir
 
     check_device(device)
     _check_cache_folder(Path(cache_dir) if str(cache_dir) else default_cache_dir(Path(pair_root)))

@@ -83,8 +83,9 @@ def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int
     at least ``min_seconds / 2``.
     """
     from . import checkpoint
-    from .data import IdentityFolder, PairList, cache_size, load_images
-    from .evaluate import embed
+    from .data.cache import cache_size, load_images
+    from .data.folders import IdentityFolder, PairList
+    from .eval.evaluate import embed
     from .train import Trainer
 
     size = cache_size(config.resolution)

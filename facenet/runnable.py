@@ -48,7 +48,7 @@ def optimisation(config: TrainConfig) -> None:
 
 @runnable_check("augment", "mixup_alpha", "cutmix_alpha")
 def augmentation(config: TrainConfig) -> None:
-    from .augment import build_augment
+    from .data.augment import build_augment
 
     build_augment(config)
 

@@ -18,20 +18,21 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .augment import build_augment
 from .config import TrainConfig
-from .cache import load_images
-from .data import IdentityFolder, PairList, cache_size, readable, training_set
+from .data.augment import build_augment
+from .data.cache import cache_size, load_images
+from .data.folders import IdentityFolder, PairList, readable
+from .data.loader import BatchLoader
+from .data.sampler import training_set
+from .data.transforms import ToFloat, normalize_
 from .devices import amp_dtype, autocast_for, reset_compiler, resolve_device
 from .errors import DataError, NonFiniteLoss
-from .evaluate import Verifier, eer
-from .loader import BatchLoader
+from .eval.evaluate import Verifier, eer
+from .eval.stats import ScoredPairs, pair_identities
 from .losses import build_loss
 from .models import build_model, count_params
 from .optim import build_optimizer, build_scheduler
 from .runnable import check_runnable
-from .stats import ScoredPairs, pair_identities
-from .transforms import ToFloat, normalize_
 
 
 @dataclass
@@ -57,12 +58,12 @@ class RunResult:
     stopped_early: bool = False
     skipped_images: int = 0
     resumed_from: int = 0        # epochs already done when this process picked the run up
-    # 95 % identity-bootstrap interval of the best epoch's val EER (facenet.stats; 1,000 resamples),
+    # 95 % identity-bootstrap interval of the best epoch's val EER (facenet.eval.stats; 1,000 resamples),
     # from its scores, which are kept in run_dir/BEST_VAL_SCORES for paired comparisons between runs
     val_eer_ci: tuple[float, float] | None = None
 
 
-BEST_VAL_SCORES = "best_val_scores.npz"   # facenet.stats.ScoredPairs of the best epoch
+BEST_VAL_SCORES = "best_val_scores.npz"   # facenet.eval.stats.ScoredPairs of the best epoch
 
 
 def seed_everything(seed: int) -> None:

@@ -29,7 +29,7 @@ for _name in ("FACESEARCH_CACHE", "FACESEARCH_CACHE_BUDGET"):
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> Path:
     """48 synthetic identities x 8 images at 40 px in the course layout (built once per session)."""
-    from facenet.synth import synthesize
+    from facenet.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("synth") / "data"
     synthesize(root, identities=48, images_per_identity=8, size=40, seed=0, val_pairs=200, test_pairs=120)

@@ -106,7 +106,7 @@ def test_builtin_quickstart_study_runs_from_the_installed_package(venv, tmp_path
     work, data = tmp_path / "empty", tmp_path / "data"
     work.mkdir()
     python = venv / "bin" / "python"
-    synth = (f"from facenet.synth import synthesize; synthesize({str(data)!r}, identities=64, "
+    synth = (f"from facenet.data.synth import synthesize; synthesize({str(data)!r}, identities=64, "
              "images_per_identity=6, size=32, val_pairs=60, test_pairs=20)")
     run([python, "-c", synth], cwd=work, env=user_env())
     locate = "from search.builtin import builtin_path; print(builtin_path('quickstart'))"

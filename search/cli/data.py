@@ -21,7 +21,7 @@ def data_synth(
                                              help="The old form of --out (data synth DIR)."),
 ) -> None:
     """Write synthetic faces in the course layout (identity folders and pair lists)."""
-    from facenet.synth import synthesize
+    from facenet.data.synth import synthesize
 
     if old_out is not None:   # scripts written before --out
         typer.echo(f"note: 'data synth DIR' is now 'data synth --out {old_out}'", err=True)
@@ -44,7 +44,7 @@ def data_check(
     from rich.console import Console
 
     from facenet.config import TrainConfig
-    from facenet.datacheck import check_data
+    from facenet.data.datacheck import check_data
 
     from ..view.status import data_check_table
 

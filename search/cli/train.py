@@ -51,10 +51,10 @@ def score(
     batch: int = typer.Option(256, help="Images per forward pass."),
 ) -> None:
     """Score a pair list with a trained model: the submission file, and the EER when labels are real."""
-    from facenet.data import PairList
-    from facenet.evaluate import eer, write_scores
+    from facenet.data.folders import PairList
+    from facenet.eval.evaluate import eer, write_scores
+    from facenet.eval.scoring import score_pairs
     from facenet.preflight import check_scoring
-    from facenet.scoring import score_pairs
 
     pair_list = PairList.read(root or pairs.parent, pairs)
     check_scoring(pair_list.root, out, device)

@@ -81,7 +81,7 @@ class DataSizes:
     def train(self, path: str) -> TrainSize:
         if path not in self._train:
             if Path(path).is_dir():
-                from facenet.data import IdentityFolder
+                from facenet.data.folders import IdentityFolder
 
                 labels = IdentityFolder.scan(path).labels
                 self._train[path] = TrainSize(tuple(np.bincount(labels).tolist()))
@@ -99,7 +99,7 @@ class DataSizes:
             pair_file = Path(config.val_list) if Path(config.val_list).is_absolute() else \
                 Path(config.val_path) / config.val_list
             if pair_file.is_file():
-                from facenet.data import PairList
+                from facenet.data.folders import PairList
 
                 pairs = PairList.read(config.val_path, config.val_list, config.max_val_pairs)
                 self._val[key] = (ValSize(len(pairs.images), len(pairs)), 0)

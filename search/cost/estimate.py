@@ -52,7 +52,7 @@ _EPOCH_IMAGES: dict[tuple, int] = {}
 
 def images_per_epoch(config: TrainConfig, sizes: DataSizes) -> int:
     """The sampler's images per epoch for ``config`` on its training folder (cached per sampler setting)."""
-    from facenet.data import training_set
+    from facenet.data.sampler import training_set
 
     train = sizes.train(config.train_path)
     key = (train.counts, config.batch_size, config.n_per_class, config.max_img_per_cls, config.max_identities)

@@ -16,11 +16,11 @@ SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
 
 def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: Callable[[str], None] = print,
                    live: bool = True) -> dict:
-    from facenet.data import PairList
-    from facenet.evaluate import eer, write_scores
+    from facenet.data.folders import PairList
+    from facenet.data.synth import synthesize
+    from facenet.eval.evaluate import eer, write_scores
+    from facenet.eval.scoring import score_pairs
     from facenet.export import export_bundle, onnx_available
-    from facenet.scoring import score_pairs
-    from facenet.synth import synthesize
 
     from facenet.preflight import check_writable
 

@@ -13,11 +13,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from facenet import TrainConfig, fit
-from facenet.data import PairList
+from facenet.data.folders import PairList
 from facenet.errors import DataError
-from facenet.evaluate import write_scores
+from facenet.eval.evaluate import write_scores
+from facenet.eval.stats import ScoredPairs
 from facenet.preflight import check_data, check_run
-from facenet.stats import ScoredPairs
 
 from ..record import RETRAIN, RETRAINS, TrialRecord, best_trial
 from ..storage import StorageError
@@ -74,7 +74,7 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
         log(f"fine-tuning on {config.train_path} for {config.epochs} epochs")
         result = fit(config, log=log, progress=progress)
 
-    from facenet.scoring import score_pairs
+    from facenet.eval.scoring import score_pairs
 
     pairs = PairList.read(config.val_path, config.val_list)
     scores = score_pairs(Path(result.run_dir) / "best.pt", pairs, device, config.eval_batch, config.cache_dir)

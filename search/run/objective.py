@@ -16,8 +16,8 @@ import torch
 
 from facenet import NonFiniteLoss, count_params, fit
 from facenet.errors import ConfigError, UserError
+from facenet.eval.stats import ScoredPairs
 from facenet.runnable import check_runnable
-from facenet.stats import ScoredPairs
 from facenet.train import BEST_VAL_SCORES, EpochResult
 
 from .. import record as rec

@@ -3,9 +3,9 @@
 A finished trial keeps the 95 % identity-bootstrap interval of its best epoch's val EER
 (``record.VAL_EER_CI``) and the path of that epoch's scores (``record.VAL_SCORES``). Two trials
 scored on the same val list are compared *paired*: the same identity resamples for both
-(``facenet.stats.ScoredPairs.compare_many``), which cancels the noise the two share. When a score
+(``facenet.eval.stats.ScoredPairs.compare_many``), which cancels the noise the two share. When a score
 file is gone (deleted, another machine's disk) the comparison falls back to the two stored
-intervals (``facenet.stats.unpaired_difference``), which is wider: it calls fewer trials different.
+intervals (``facenet.eval.stats.unpaired_difference``), which is wider: it calls fewer trials different.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from facenet.stats import LEVEL, N_RESAMPLES, SEED, EerInterval, ScoredPairs, unpaired_difference
+from facenet.eval.stats import LEVEL, N_RESAMPLES, SEED, EerInterval, ScoredPairs, unpaired_difference
 
 from ..record import TrialRecord
 
@@ -179,7 +179,7 @@ def methods_used(gaps: Sequence[Gap | None]) -> str:
 # ---------------------------------------------------------------- a median over trials
 @lru_cache(maxsize=8)
 def _bootstrap(labels: bytes, left: bytes, right: bytes):   # one list's resamples, drawn once
-    from facenet.stats import IdentityBootstrap
+    from facenet.eval.stats import IdentityBootstrap
 
     return IdentityBootstrap(np.frombuffer(labels, np.int64), np.frombuffer(left, np.int64),
                              np.frombuffer(right, np.int64), N_RESAMPLES, SEED)

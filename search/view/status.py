@@ -217,7 +217,7 @@ def builtin_table() -> Table:
 
 
 def data_check_table(rows: list[tuple[str, str, str]], root) -> Table:
-    """``facenet.datacheck`` rows: one line per set and check."""
+    """``facenet.data.datacheck`` rows: one line per set and check."""
     table = Table("set", "check", "value", title=f"data check of {root}")
     for row in rows:
         table.add_row(*row)
