@@ -4,6 +4,7 @@ the GPU kit (gpu-wheels.sh, offline_wheels.py, gpu.sh --dry-run and the gpu_spee
 tests/benchmarks/test_gpu_kit.py."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,4 +30,5 @@ def test_quick_run_ends_with_ratio(script: str) -> None:
                           text=True, timeout=600, cwd=BENCHMARKS.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("ratio: ") and last.split()[1].endswith("x"), done.stdout
+    # a ratio, or "none" where its side never got there (budget.py: (b) and (c) not within 1 point of (a))
+    assert re.match(r"ratio: (\S+x|none) \(", last), done.stdout
