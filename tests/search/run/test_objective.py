@@ -68,7 +68,7 @@ def test_trial_record_and_feasible_constraint(synth_data, tmp_path):
     # the best epoch's interval, and its scores kept for paired comparisons (facesearch best)
     r = TrialRecord.of(t)
     low, high = r.val_eer_ci
-    assert low <= t.value <= high and low < high
+    assert low <= t.value <= high   # (equal only where every resample gives one EER, e.g. 0 %)
     again = ScoredPairs.load(r.val_scores).interval()
     assert (again.eer, again.low, again.high) == (t.value, low, high)
 
