@@ -1,7 +1,8 @@
-"""``facesearch quickstart``: the whole path on synthetic faces, on a laptop's CPU, in minutes.
+"""``facesearch quickstart``: the whole path on synthetic faces, on a laptop's CPU, in minutes, as a plan.
 
-synthesise faces -> run studies/quickstart.yaml with 2 workers -> retrain the best trial
--> export a bundle -> score the test pairs -> write the report.
+synthesise faces -> ``plan run quickstart`` (studies/plans/quickstart.yaml: networks and losses, then the
+winner's learning rate, schedule and augmentation, under one budget) -> its finishing steps: retrain the
+winner, export a bundle, score the test pairs, write the report.
 """
 from __future__ import annotations
 
@@ -10,68 +11,36 @@ import time
 from pathlib import Path
 from typing import Callable
 
-# sized to finish in under a minute on 2 CPU cores (see the README for measured times)
+# sized to finish in a few minutes on 2 CPU cores (see the README for measured times)
 SYNTH = {"identities": 200, "images_per_identity": 16, "size": 40, "seed": 0}
 
 
-def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: Callable[[str], None] = print,
-                   live: bool = True) -> dict:
-    from facenet.data.folders import PairList
-    from facenet.data.synth import synthesize
-    from facenet.eval.evaluate import eer, write_scores
-    from facenet.eval.scoring import score_pairs
-    from facenet.export import export_bundle, onnx_available
-
+def run_quickstart(out: Path, workers: int = 2, log: Callable[[str], None] = print, live: bool = True,
+                   print_table: Callable[[object], None] | None = None) -> dict:
     from facenet.preflight import check_writable
+    from facenet.data.synth import synthesize
 
-    from ..builtin import builtin_path
-    from ..run.launch import supervise
-    from ..run.preflight import preflight_study
-    from ..run.study import prepare_study
-    from ..run.supervisor import Supervisor
-    from ..spec import load_spec
-    from ..storage import artifact_dir, open_storage
-    from ..view.report import write_report
+    from ..builtin import resolve_plan
+    from ..plan.runner import Run, run_plan
+    from ..plan.schema import load_plan
     from ..view.status import console
-    from .retrain import retrain
 
     start = time.time()
     out = Path(out)
     data = out / "data"
-    timings = {}
     check_writable(out, "quickstart folder", "choose another --out")
     if not (data / "test" / "test_pairs.csv").exists():
         log(f"synthesising faces into {data} ...")
         synthesize(data, **SYNTH, progress=live)
-    timings["data"] = time.time() - start
+    timings = {"data": time.time() - start}
     os.environ["FACESEARCH_DATA"] = str(data)
-    url = str(out / "studies.journal")
     os.environ["FACESEARCH_RUNS"] = str(out / "runs")
-    spec_path = builtin_path("quickstart")
-    spec = preflight_study(load_spec(spec_path), url)
-    study = prepare_study(spec, open_storage(url))
-    sup = Supervisor(spec, spec_path, url, workers, None, None, None, log=log)
+    url = str(out / "studies.journal")
+    plan = load_plan(resolve_plan("quickstart"))
+    screen = console()
     t0 = time.time()
-    code = supervise(study, sup, console(), live)
-    if code:
-        raise SystemExit(code)
-    timings["study"] = time.time() - t0
-
-    t0 = time.time()
-    record = retrain(study, out / "runs", epochs=retrain_epochs, log=log, progress=live,
-                     artifacts=artifact_dir(url))
-    timings["retrain"] = time.time() - t0
-    bundle = out / "bundle"
-    onnx = onnx_available()   # the core install runs the quickstart too, with a TorchScript-only bundle
-    if not onnx:
-        log("bundle without ONNX: the export extra is not installed (pip install 'facesearch[export]')")
-    export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]}, onnx)
-    pairs = PairList.read(data / "test", "test_pairs.csv")
-    scores = score_pairs(bundle, pairs)
-    write_scores(out / "test_scores.txt", scores, pairs)
-    report = write_report(study, out / "report")
+    status = run_plan(Run(plan, url, plan.hours, workers, None, "auto", log, print_table or screen.print, live),
+                      console=screen)
+    timings["plan"] = time.time() - t0
     timings["total"] = time.time() - start
-    return {"data": data, "storage": url, "study": spec.name, "best_trial": record["trial"],
-            "search_val_eer": record["search_val_eer"], "val_eer": record["val_eer"],
-            "test_eer": eer(pairs.labels, scores), "run": record["run_dir"], "bundle": bundle,
-            "scores": out / "test_scores.txt", "report": report, "timings": timings}
+    return {"data": data, "storage": url, "plan": plan.name, "status": status, "timings": timings}

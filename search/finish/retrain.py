@@ -19,6 +19,7 @@ from facenet.eval.evaluate import write_scores
 from facenet.eval.stats import ScoredPairs
 from facenet.preflight import check_data, check_run
 
+from ..run.folders import known_folder
 from ..record import RETRAIN, RETRAINS, TrialRecord, best_trial
 from ..storage import StorageError
 from ..view.figures import roc_det_figs, save_png
@@ -53,7 +54,7 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
     """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked;
     record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there."""
     trial, config = best_config(study, number)
-    base = runs_root / study.study_name / f"retrain-{trial.number:04d}"
+    base = known_folder(runs_root, study) / f"retrain-{trial.number:04d}"   # this study's, not a namesake's
     changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
     if epochs:
         changes["epochs"] = epochs
