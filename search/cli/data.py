@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -16,9 +17,15 @@ def data_synth(
     images_per_identity: int = typer.Option(20, help="Images of each identity."),
     size: int = typer.Option(64, help="Image side in pixels."),
     seed: int = typer.Option(0, help="Same seed, same bytes."),
+    old_out: Optional[Path] = typer.Argument(None, metavar="DIR", hidden=True,
+                                             help="The old form of --out (data synth DIR)."),
 ) -> None:
     """Write synthetic faces in the course layout (identity folders and pair lists)."""
     from facenet.data.synth import synthesize
+
+    if old_out is not None:   # scripts written before --out
+        typer.echo(f"note: 'data synth DIR' is now 'data synth --out {old_out}'", err=True)
+        out = old_out
 
     summary = synthesize(out, identities=identities, images_per_identity=images_per_identity, size=size, seed=seed,
                          progress=sys.stderr.isatty())

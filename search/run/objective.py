@@ -98,7 +98,9 @@ class Objective:
             trial.set_user_attr(rec.HISTORY, history)
             if run is not None:
                 self.tracking.epoch(run, EpochMetrics(r.epoch, r.loss, r.val_eer, r.lr, r.images_per_s))
-            if trial.should_prune():
+            # asked at every epoch so the rung pruners record the rung; a trial that trained its full
+            # budget completes whatever the rule says (pruning it then saves nothing and loses its result)
+            if trial.should_prune() and r.epoch < config.epochs:
                 rule = self.spec.pruner["name"]
                 keep_interval(trial, config.run_dir)
                 self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
