@@ -19,6 +19,7 @@ from facenet.devices import worker_gpu_env
 from ..record import WORKER
 from ..spec import StudySpec
 from ..storage import runs_root, storage_url
+from ..track.registry import target_flags
 from .breaker import REPEATS, StudyStopped
 from .recovery import STOP_SIGNALS, interrupt, recover_dead_trials
 from .study import finished, finished_or_running
@@ -59,7 +60,7 @@ class Supervisor:
         n = [] if self.n_trials is None else ["--n-trials", str(self.n_trials)]
         # -P: a search.py (or facenet/) in the working folder must not shadow the package
         cmd = [sys.executable, "-P", "-m", "search.cli", "worker", str(self.spec_path), "--storage", self.url,
-               "--worker-id", str(worker_id), *n, *timeout]
+               "--worker-id", str(worker_id), *n, *timeout, *target_flags(self.spec.tracking)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"worker-{worker_id}.log", "a")
         self.procs[slot] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,

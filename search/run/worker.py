@@ -52,17 +52,17 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
     timeout = timeout if timeout is not None else spec.timeout
     n_trials = n_trials if n_trials is not None else spec.n_trials
     runs = runs_root(url)
-    objective = Objective(spec, runs, device, log)
     job = slurm_job()
     log(Line(f"worker {worker_id} started: study {spec.name}, budget {n_trials or 'unbounded'} trial(s), on "
              f"{worker_name()}" + (f", Slurm job {job}" if job else ""),
              event="start", worker=worker_id, study=spec.name, n_trials=n_trials, host=worker_name(), slurm_job=job))
     why = "budget spent"
     try:
-        return optimize_until(study, objective, n_trials, time.time() + timeout if timeout else None, log,
-                              after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
-                              breaker=CircuitBreaker(study, spec.max_failures),
-                              before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
+        with Objective(spec, runs, device, log) as objective:   # closing sends the tracking events still queued
+            return optimize_until(study, objective, n_trials, time.time() + timeout if timeout else None, log,
+                                  after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
+                                  breaker=CircuitBreaker(study, spec.max_failures),
+                                  before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
     except SystemExit as e:
         why = f"stopped by a signal (exit status {e.code})"
         raise

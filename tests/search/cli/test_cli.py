@@ -79,6 +79,15 @@ def test_data_synth_writes_to_out(tmp_path):
     assert (tmp_path / "faces" / "val" / "val_pairs.csv").is_file()
 
 
+def test_data_synth_old_positional_form_still_works_with_a_notice(tmp_path):
+    out = cli("data", "synth", str(tmp_path / "faces"), "--identities", "12", "--images-per-identity", "4",
+              "--size", "32")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "faces" / "val" / "val_pairs.csv").is_file()
+    notice = [line for line in out.stderr.splitlines() if "--out" in line]
+    assert notice == [f"note: 'data synth DIR' is now 'data synth --out {tmp_path / 'faces'}'"]
+
+
 def test_builtin_studies_listed_and_run_by_name(synth_data, tmp_path, monkeypatch):
     listed = json.loads(cli("studies", "--builtin", "--json").stdout)
     names = [s["name"] for s in listed]
