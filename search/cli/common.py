@@ -17,9 +17,12 @@ app.add_typer(study_app, name="study")
 Storage = Annotated[Optional[str], typer.Option(
     envvar="FACESEARCH_STORAGE", show_envvar=True,
     help="Optuna storage: a journal file path (default runs/facesearch.journal), sqlite:///FILE, "
-         "postgresql://... or mysql://...")]
+         "postgresql://..., mysql://... or grpc://HOST:PORT (facesearch storage serve)")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Timeout = Annotated[Optional[str], typer.Option(help="No new trial starts after this long: 90m, 2h, 1h30m or seconds.")]
+LogFormat = Annotated[str, typer.Option(
+    "--log-format", envvar="FACESEARCH_LOG_FORMAT", help="Log lines without a terminal: text (ISO date and time, "
+    "then the message) or json (one object per line, for log collectors).")]
 Mlflow = Annotated[Optional[str], typer.Option(
     "--mlflow", metavar="URI", help="Log runs to MLflow: http://host:5000 or sqlite:///mlflow.db (over the "
     "spec's tracking:; off: not at all).", rich_help_panel="Tracking")]
@@ -45,6 +48,19 @@ def tracking_targets(spec_targets: dict[str, str], mlflow: str | None, wandb: st
 
 def echo(msg: str) -> None:
     typer.echo(msg)
+
+
+def use_log_format(fmt: str) -> None:
+    """Check ``--log-format`` and hand it to this process's log lines and the workers it starts."""
+    import os
+
+    from facenet.errors import UserError
+
+    from ..logline import LOG_FORMAT_ENV, LOG_FORMATS
+
+    if fmt not in LOG_FORMATS:
+        raise UserError(f"--log-format {fmt!r}: use one of {', '.join(LOG_FORMATS)}")
+    os.environ[LOG_FORMAT_ENV] = fmt
 
 
 def seconds(duration: str | None) -> float | None:

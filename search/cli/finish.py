@@ -108,7 +108,7 @@ def quickstart(
     """The main job on synthetic faces as a plan: synthesise, two search phases under one budget, then retrain,
     export, score and report (minutes on 2 CPUs)."""
     from ..finish.quickstart import run_quickstart
-    from ..view.trial_log import log_line
+    from ..logline import log_line
 
     live = sys.stdout.isatty()   # without a terminal: a line per trial and per worker event, with the time
     r = run_quickstart(out, workers, log=print if live else log_line, live=live)

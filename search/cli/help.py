@@ -20,6 +20,8 @@ ENV_VARS = {
     "FACESEARCH_HEARTBEAT": "INTERVAL:GRACE seconds of a database trial's heartbeat and of the silence after "
                             "which it is retried (default 20:60)",
     "FACESEARCH_GPU_DECODE": "0: decode JPEG on the CPU even on CUDA (default: on the GPU when it can)",
+    "FACESEARCH_LOG_FORMAT": "log lines without a terminal: text (ISO date and time first) or json (one object "
+                             "per line); what --log-format sets",
 }
 # which commands read which variables (beyond --storage's own [env var: ...] line)
 TRAINING = ("FACESEARCH_CACHE", "FACESEARCH_CACHE_BUDGET", "FACESEARCH_GPU_DECODE")

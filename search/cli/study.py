@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from .common import (STUDY, Device, Format, Json, Mlflow, Storage, Tensorboard, Timeout, Wandb, app, echo,
-                     env_epilog, seconds, study_app, tracking_targets)
+from .common import (STUDY, Device, Format, Json, LogFormat, Mlflow, Storage, Tensorboard, Timeout, Wandb, app,
+                     echo, env_epilog, seconds, study_app, tracking_targets, use_log_format)
 
 
 def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[int] | None = None,
@@ -37,13 +37,16 @@ def study_run(
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
     timeout: Timeout = None,
     storage: Storage = None,
+    log_format: LogFormat = "text",
     mlflow: Mlflow = None,
     wandb: Wandb = None,
     tensorboard: Tensorboard = None,
 ) -> None:
-    """Launch N workers on a study and watch it until its budget is spent."""
+    """Launch N workers on a study and watch it until its budget is spent (a live view on a terminal, dated
+    log lines otherwise; each worker's lines go to runs/STUDY/worker-N.log)."""
     import dataclasses
 
+    use_log_format(log_format)
     from ..run.launch import run_study
     from ..run.tracked import end_study, reachable_targets
     from ..storage import runs_root
@@ -86,18 +89,22 @@ def worker(
     n_trials: Optional[int] = typer.Option(None, help="Stop when the study holds this many trials."),
     timeout: Timeout = None,
     device: Device = "auto",
+    log_format: LogFormat = "text",
     plan: Optional[str] = typer.Option(None, help="Follow this plan's active phase instead of one study "
                                                   "(plan file or shipped plan's name); stops when it ends."),
     mlflow: Mlflow = None,
     wandb: Wandb = None,
     tensorboard: Tensorboard = None,
 ) -> None:
-    """Join a study as one worker (run one per GPU on any machine that reaches the storage), or follow a plan."""
+    """Join a study as one worker (run one per GPU on any machine that reaches the storage), or follow a plan.
+    It writes dated lines: start, each epoch, each finished trial, exit and a summary of the study."""
+    from ..logline import log_line
     import dataclasses
 
     from ..run.tether import tie_to_supervisor
     from ..run.worker import run_worker
 
+    use_log_format(log_format)
     if plan is not None or spec_path is None:
         from ..plan.follow import follow_plan
         from .plan import _load
@@ -106,15 +113,14 @@ def worker(
             from facenet.errors import ConfigError
 
             raise ConfigError("worker: give a STUDY (spec file or built-in name), or --plan PLAN to follow a plan")
-        joined = follow_plan(_load(plan), storage, worker_id, device, log=lambda m: echo(m))
+        joined = follow_plan(_load(plan), storage, worker_id, device, log=log_line)
         echo(f"worker {worker_id}: followed {len(joined)} phase(s): {', '.join(joined) or 'none'}")
         return
     limit = seconds(timeout)
     supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
     spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
     spec = dataclasses.replace(spec, tracking=tracking_targets(spec.tracking, mlflow, wandb, tensorboard))
-    ran = run_worker(spec, storage, worker_id, n_trials, limit, device, log=lambda m: echo(m))
-    echo(f"worker {worker_id}: ran {ran} trial(s); budget spent")
+    run_worker(spec, storage, worker_id, n_trials, limit, device, log=log_line)
 
 
 @app.command()
@@ -144,11 +150,13 @@ def study_status(
     as_json: Json = False,
 ) -> None:
     """A table of the study's trials (state, EER, params, parameter count, time and its estimate, prune
-    reason), the time left, GPU-hours spent and left under a budget, and successive-halving rungs."""
+    reason), the time left, GPU-hours spent and left under a budget, successive-halving rungs, and the Slurm
+    jobs running trials."""
     from rich.console import Group
     from rich.text import Text
 
     from ..record import stored_spec
+    from ..run.slurm import jobs_line, running_jobs
     from ..storage import load_study, open_storage
     from ..view.output import emit, output_format
     from ..view.rungs import rung_rows, rungs_table
@@ -158,12 +166,15 @@ def study_status(
     study = load_study(name, open_storage(storage, create=False), storage)
     spec = stored_spec(study)
     n_trials = spec.get("n_trials")
-    record = status_json(study, n_trials, last)
+    trials = study.get_trials(deepcopy=False)
+    record = {**status_json(study, n_trials, last), "slurm_jobs": {str(n): j for n, j in running_jobs(trials).items()}}
 
     def table():
         parts = [trials_table(study, limit=last), Text.from_markup(summary_line(study, n_trials, spec.get("hours")))]
         if rows := rung_rows(study, spec.get("pruner") or {}, spec.get("epochs")):
             parts.append(rungs_table(rows, f"rungs of the {spec['pruner']['name']} pruner (epochs)"))
+        if line := jobs_line(trials):
+            parts.append(Text(line))
         return Group(*parts)
 
     emit(fmt, record, table, rows=record["trials"])

@@ -21,6 +21,7 @@ from facenet.runnable import check_runnable
 from facenet.train import BEST_VAL_SCORES, EpochResult
 
 from .. import record as rec
+from ..logline import epoch_line
 from ..record import origin_number
 from ..spec import StudySpec, suggest
 from ..track import EpochMetrics, RunInfo, Tracking, open_tracking
@@ -96,6 +97,9 @@ class Objective:
             history.append({k: getattr(r, k) for k in ("epoch", "loss", "val_eer", "lr", "seconds")})
             trial.report(r.val_eer, r.epoch)
             trial.set_user_attr(rec.HISTORY, history)
+            if not r.replayed:   # the epochs this process trains: a log shows a resumed trial going on
+                self.log(epoch_line(trial.number, r.epoch, r.epochs, r.loss, r.val_eer, r.lr, r.images_per_s,
+                                    r.seconds))
             if run is not None:
                 self.tracking.epoch(run, EpochMetrics(r.epoch, r.loss, r.val_eer, r.lr, r.images_per_s))
             # asked at every epoch so the rung pruners record the rung; a trial that trained its full
@@ -106,12 +110,17 @@ class Objective:
                 self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
 
         prefix = f"[trial {trial.number}]"
+
+        def fit_log(message: str) -> None:
+            if not message.startswith("epoch "):   # on_epoch writes those, with fields for the JSON format
+                self.log(f"{prefix} {message}")
+
         if config.resume and (refusal := foreign_checkpoint(config)):
             self._fail(trial, refusal)   # this trial's own failure: the circuit breaker does not stop the study
         if config.resume and (Path(config.run_dir) / "last.pt").exists():
             trial.set_user_attr(rec.RESUMED, f"from the checkpoint in {config.run_dir}")
         try:
-            result = fit(config, on_epoch=on_epoch, log=lambda m: self.log(f"{prefix} {m}"))
+            result = fit(config, on_epoch=on_epoch, log=fit_log)
         except optuna.TrialPruned:
             raise
         except NonFiniteLoss as e:

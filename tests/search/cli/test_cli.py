@@ -44,7 +44,8 @@ def test_json_outputs_parse_back_with_stable_keys(journal, monkeypatch):
     assert studies == [{"study": "phase", "trials": 4, "best_value": 7.5, "best_number": 1,
                         "counts": {"complete": 2, "pruned (cap)": 1, "failed": 1}}]
     status = json.loads(cli("study", "status", "phase", "--json").stdout)
-    assert set(status) == {"study", "n_trials", "counts", "best_number", "trials"}
+    assert set(status) == {"study", "n_trials", "counts", "best_number", "trials", "slurm_jobs"}
+    assert status["slurm_jobs"] == {}   # running trials under Slurm: none here
     assert [t["state"] for t in status["trials"]] == ["complete", "complete", "pruned", "fail"]
     assert status["trials"][2]["pruned_by"] == "cap" and status["trials"][3]["reason"] == "CUDA out of memory"
     best = json.loads(cli("best", "phase", "--json").stdout)
