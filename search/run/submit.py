@@ -232,7 +232,8 @@ class SlurmTask:
         if why:
             print(f"job not requeued: {why}", flush=True)
             return None
-        print(f"requeueing the job: {self.target.kind} {self.target.name} is not done", flush=True)
+        left = "has trials left" if self.target.kind == "study" else "is not finished"
+        print(f"requeueing the job: {self.target.kind} {self.target.name} {left}", flush=True)
         return DelayedSubmission(self, *args, **kwargs)
 
     def no_requeue(self) -> str | None:
