@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from facenet.config import PARAM_CAP
+
 from .common import Device, Storage, app, echo
 
 
@@ -54,7 +56,7 @@ def retrain(
 def export(
     run: Path = typer.Argument(..., help="A run folder (or its best.pt)."),
     out: Path = typer.Option(..., help="Bundle folder to write."),
-    cap: str = typer.Option("11.5M", help="Parameter cap for the model card."),
+    cap: str = typer.Option(str(PARAM_CAP), help="Parameter cap for the model card, e.g. 11.5M."),
 ) -> None:
     """Write a self-contained bundle: TorchScript, ONNX (checked under onnxruntime), config.json, model card."""
     from facenet.export import export_bundle

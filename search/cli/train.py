@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from facenet.config import PARAM_CAP
+
 from .common import Device, app, echo
 
 
@@ -58,7 +60,7 @@ def score(
 
     pair_list = PairList.read(root or pairs.parent, pairs)
     check_scoring(pair_list.root, out, device)
-    scores = score_pairs(model, pair_list, device, batch)
+    scores = score_pairs(model, pair_list, device=device, batch=batch)   # cached as the model's config says
     write_scores(out, scores, pair_list)
     msg = f"wrote {len(scores)} scores to {out}"
     if len(set(pair_list.labels.tolist())) == 2:
@@ -69,7 +71,7 @@ def score(
 @app.command()
 def params(
     n_out: str = typer.Option("512", help="Embedding sizes, comma-separated."),
-    cap: str = typer.Option("11.5M", help="Parameter cap, e.g. 11.5M or 11500000."),
+    cap: str = typer.Option(str(PARAM_CAP), help="Parameter cap, e.g. 11.5M or 11500000."),
 ) -> None:
     """Parameter count of every registered architecture against the cap (meta device, no memory)."""
     from rich.console import Console

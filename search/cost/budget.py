@@ -61,15 +61,10 @@ class CostGuard:
         (over the cap, or a config the objective will fail with the same error)."""
         import torch
 
-        from facenet import ConfigError, count_params
-        from facenet.runnable import check_runnable
+        from facenet.runnable import feasibility
 
         config = self.config_for(trial)
-        try:   # a point the objective prunes before any data is read: nothing to probe or price
-            check_runnable(config)
-            if count_params(config) > self.spec.param_cap:
-                return None
-        except ConfigError:
+        if not feasibility(config, self.spec.param_cap).trains:   # the objective prunes it before reading data
             return None
         try:
             speed, probed = self.calibration.speed_for(config)

@@ -51,11 +51,6 @@ class Entry:
         return {"device": self.device, "key": self.key, "speed": self.speed}
 
 
-def shape_id(shape: tuple) -> str:
-    """A model shape (the values of ``facenet.models.SHAPE_FIELDS``) as a file key."""
-    return json.dumps(list(shape))
-
-
 def _arch(key: dict[str, Any]) -> tuple:
     return tuple(key.get(f) for f in ARCH_FIELDS)
 
@@ -63,13 +58,11 @@ def _arch(key: dict[str, Any]) -> tuple:
 class CalibrationTable:
     """Entries by (device, key); the last measurement of a point wins."""
 
-    def __init__(self, entries: list[Entry] | None = None, census: dict[str, dict] | None = None,
-                 param_counts: dict[str, int] | None = None):
+    def __init__(self, entries: list[Entry] | None = None, census: dict[str, dict] | None = None):
         self.entries: dict[str, Entry] = {}
         for e in entries or []:
             self.add(e)
         self.census = dict(census or {})
-        self.param_counts = dict(param_counts or {})   # shape_id -> count: models the planner need not build
 
     def add(self, entry: Entry) -> None:
         self.entries[ident(entry.device, entry.key)] = entry
@@ -108,7 +101,7 @@ class CalibrationTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"facesearch_calibration": FORMAT, "entries": [e.to_dict() for e in self.entries.values()],
-                "data": self.census, "param_counts": self.param_counts}
+                "data": self.census}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(body, indent=1, sort_keys=True))
         tmp.replace(path)
@@ -124,7 +117,7 @@ class CalibrationTable:
             if body.get("facesearch_calibration") != FORMAT:
                 raise ValueError("not a facesearch calibration file")
             entries = [Entry(e["device"], e["key"], e["speed"]) for e in body["entries"]]
-            return cls(entries, body.get("data", {}), body.get("param_counts", {}))
+            return cls(entries, body.get("data", {}))   # an older file's "param_counts" is not needed
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CalibrationError(f"{path}: not a facesearch calibration file ({e}); "
                                    f"write one with facesearch calibrate --out") from None

@@ -2,9 +2,10 @@
 
 Each phase's trials are priced at points drawn at random from what the phase can run: its own
 space, plus what it takes ``from:`` earlier phases (unknown until they run, so drawn from their
-spaces too). A point over the parameter cap costs nothing (it never trains); the rest cost the
-calibration's estimate (``estimate.py``). Phases run one after another (``from:`` needs the earlier
-one finished), each over up to N GPUs. Trials are priced as if none were pruned: an upper bound.
+spaces too). A point that cannot train (``facenet.runnable.feasibility``: never runnable, or over the
+parameter cap) costs nothing; the rest cost the calibration's estimate (``estimate.py``). Phases run
+one after another (``from:`` needs the earlier one finished), each over up to N GPUs. Trials are priced
+as if none were pruned: an upper bound.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from facenet.config import TrainConfig
 from facenet.errors import UserError
 
 from ..spec import ParamSpec, StudySpec, load_spec, suggest
-from .calibration import CalibrationError, CalibrationTable, shape_id
+from .calibration import CalibrationError, CalibrationTable
 from .datasize import DataSizes
 from .estimate import estimate
 
@@ -37,7 +38,7 @@ class Point:
     setup_s: float
     epoch_s: float
     epochs: int
-    trains: bool = True          # False: over the cap, never trained
+    trains: bool = True          # False: cannot train (feasibility), costs nothing
     approximate: bool = False    # priced from a nearby calibration entry
 
     def seconds(self, epoch_scale: float = 1.0) -> float:
@@ -150,21 +151,17 @@ def _draw(spec: StudySpec, inherited: dict[str, Any], samples: int, seed: int) -
 
 
 class Pricer:
-    """Prices configs on one device of a calibration table (param counts and estimates cached)."""
+    """Prices configs on one device of a calibration table."""
 
     def __init__(self, table: CalibrationTable, device: str, sizes: DataSizes):
         self.table, self.device, self.sizes = table, device, sizes
-        self.counts: dict[str, int] = dict(table.param_counts)   # counted by calibrate; the rest here
         self.missing: dict[str, dict] = {}
 
     def price(self, config: TrainConfig, cap: int) -> Point:
-        from facenet.models import SHAPE_FIELDS, count_params
         from facenet.probe import speed_key
+        from facenet.runnable import feasibility
 
-        shape = shape_id(tuple(getattr(config, f) for f in SHAPE_FIELDS))
-        if shape not in self.counts:
-            self.counts[shape] = count_params(config)
-        if self.counts[shape] > cap:
+        if not feasibility(config, cap).trains:   # pruned before it reads any data: it costs nothing
             return Point(0.0, 0.0, config.epochs, trains=False)
         key = speed_key(config)
         found = self.table.lookup(self.device, key)

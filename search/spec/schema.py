@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facenet.config import TrainConfig
+from facenet.config import PARAM_CAP, TrainConfig
 from facenet.errors import UserError
 
 DATA_FIELDS = {"train": "train_path", "val": "val_path", "val_list": "val_list"}   # data: key -> TrainConfig field
-DEFAULT_CAP = 11_500_000
 DEFAULT_MAX_FAILURES = 10      # budget.max_failures without n_trials (with it: 20% of n_trials, 10 at least)
 
 
@@ -144,7 +143,7 @@ class StudySpec:
     space: dict[str, ParamSpec] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
-    param_cap: int = DEFAULT_CAP
+    param_cap: int = PARAM_CAP
     n_trials: int | None = None
     timeout: float | None = None
     epochs: int | None = None
