@@ -59,6 +59,30 @@ def cache_folder(root: str | Path, cache_dir: str | Path = "") -> Path:
     return Path(cache_dir) if str(cache_dir) else default_cache_dir(root)
 
 
+@dataclass(frozen=True)
+class CacheSpec:
+    """How a run caches decoded images, passed whole to everything that opens images (training, validation,
+    probes, scoring, checks), so none of them falls back to ``auto`` and half the free disk unasked."""
+    dir: str | Path = ""    # "" -> $FACESEARCH_CACHE, else the user cache (``default_cache_dir``)
+    format: str = "auto"    # raw | jpeg | auto
+    budget_gb: float = 0.0  # 0 -> $FACESEARCH_CACHE_BUDGET, else half the free disk
+
+    @classmethod
+    def of(cls, config) -> "CacheSpec":
+        """A ``TrainConfig``'s cache settings."""
+        return cls(str(config.cache_dir), config.cache_format, config.cache_budget_gb)
+
+    def folder(self, root: str | Path) -> Path:
+        return cache_folder(root, self.dir)
+
+    def budget_bytes(self, folder: Path) -> float:
+        return budget_bytes(folder, self.budget_gb)
+
+    def choose(self, n: int, size: int, folder: Path) -> str:
+        """The format a new cache of ``n`` images at ``size`` takes."""
+        return choose_format(self.format, n, size, folder, self.budget_gb)
+
+
 def require_writable(folder: Path) -> None:
     """Create ``folder`` if needed and fail with one line unless this process can write in it."""
     try:
@@ -188,17 +212,15 @@ def _remove_stale(entry: Entry, keep_format: str) -> None:
             p.unlink(missing_ok=True)
 
 
-def load_images(root: str | Path, rel_paths: Sequence[str], size: int, cache_dir: str | Path = "",
-                progress: bool = False, fmt: str = "auto", budget_gb: float = 0.0,
-                log: Callable[[str], None] | None = None, threads: int = 0) -> CachedImages:
-    """The decoded cache of ``rel_paths`` under ``root`` at ``size``: opened if complete, else built
-    (or resumed) under a lock that makes concurrent workers wait for one builder.
+def load_images(root: str | Path, rel_paths: Sequence[str], size: int, cache: CacheSpec = CacheSpec(), *,
+                progress: bool = False, log: Callable[[str], None] | None = None, threads: int = 0) -> CachedImages:
+    """The decoded cache of ``rel_paths`` under ``root`` at ``size``, kept as ``cache`` says: opened if
+    complete, else built (or resumed) under a lock that makes concurrent workers wait for one builder.
 
     ``progress`` draws a bar with an ETA (on a terminal); otherwise ``log`` gets a line every 30 s.
     """
-    root = Path(root)
-    check_format(fmt)
-    folder = cache_folder(root, cache_dir)
+    root, fmt = Path(root), check_format(cache.format)
+    folder = cache.folder(root)
     entry = entry_for(root, rel_paths, size, folder)
     found = _open_complete(entry, fmt)   # no lock needed: a read-only prebuilt cache works too
     if found is not None:
@@ -211,7 +233,7 @@ def load_images(root: str | Path, rel_paths: Sequence[str], size: int, cache_dir
             return found
         resumable = _partial(entry)
         chosen = resumable if resumable and fmt in ("auto", resumable) else \
-            choose_format(fmt, len(rel_paths), size, folder, budget_gb)
+            cache.choose(len(rel_paths), size, folder)
         _remove_stale(entry, chosen)
         meta = build(entry, chosen, root, rel_paths, size, progress, log, threads)
     return FORMATS.get(chosen).open(entry, meta)

@@ -74,10 +74,12 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
         log(f"fine-tuning on {config.train_path} for {config.epochs} epochs")
         result = fit(config, log=log, progress=progress)
 
+    from facenet.data.cache import CacheSpec
     from facenet.eval.scoring import score_pairs
 
     pairs = PairList.read(config.val_path, config.val_list)
-    scores = score_pairs(Path(result.run_dir) / "best.pt", pairs, device, config.eval_batch, config.cache_dir)
+    scores = score_pairs(Path(result.run_dir) / "best.pt", pairs, device=device, batch=config.eval_batch,
+                         cache=CacheSpec.of(config))
     scored = ScoredPairs.of(pairs, scores)
     interval = scored.interval()
     run = Path(result.run_dir)

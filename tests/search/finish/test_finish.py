@@ -13,7 +13,7 @@ import optuna
 import pytest
 import torch
 
-from facenet.data.cache import cache_size, load_images
+from facenet.data.cache import CacheSpec, cache_size, load_images
 from facenet.data.folders import PairList
 from facenet.eval.evaluate import embed
 from facenet.export import export_bundle, load_embedder
@@ -97,7 +97,7 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
     meta = json.loads((finished["bundle"] / "config.json").read_text())
     res = meta["resolution"]
     pairs = PairList.read(finished["data"] / "test", "test_pairs.csv")
-    cached = load_images(pairs.root, pairs.images[:16], cache_size(res), tmp_path / "cache").array
+    cached = load_images(pairs.root, pairs.images[:16], cache_size(res), CacheSpec(tmp_path / "cache")).array
     from facenet.data.transforms import ToFloat, center_crop, normalize_
 
     images = normalize_(ToFloat()(torch.from_numpy(np.array(center_crop(cached, res))))).numpy()
