@@ -119,11 +119,7 @@ def chained(paths: list[Path]) -> list[tuple[StudySpec, dict[str, Any]]]:
     for spec in load_phases(paths):
         inherited = {}
         if spec.from_ is not None and spec.from_.study in carried:
-            earlier = carried[spec.from_.study]
-            if spec.from_.params is not None:
-                inherited = {k: earlier[k] for k in spec.from_.params if k in earlier}
-            else:
-                inherited = {k: v for k, v in earlier.items() if k not in spec.space and k not in spec.fixed}
+            inherited = spec.takes_from(carried[spec.from_.study])   # the rule apply_from follows
         carried[spec.name] = {**inherited, **spec.space}
         out.append((spec, inherited))
     return out

@@ -162,6 +162,15 @@ class StudySpec:
         specs under one name in one storage are refused; the same file on machines with other paths is not."""
         return self.signature
 
+    def takes_from(self, earlier: dict[str, Any]) -> dict[str, Any]:
+        """What ``from:`` carries over from an earlier phase's values (its params and what it inherited
+        itself): the listed params it has, or, with no list, each one this phase neither searches nor fixes.
+        The one rule both the runner (``chain.apply_from``) and the planner (``cost.plan.chained``) follow."""
+        listed = self.from_.params if self.from_ is not None else None
+        if listed is not None:
+            return {k: earlier[k] for k in listed if k in earlier}
+        return {k: v for k, v in earlier.items() if k not in self.space and k not in self.fixed}
+
     def base_config(self) -> TrainConfig:
         values = {DATA_FIELDS[k]: v for k, v in self.data.items()} | self.fixed
         if self.epochs is not None:
