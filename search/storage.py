@@ -16,7 +16,7 @@ import optuna
 
 from facenet.errors import UserError
 
-from .run.recovery import RetryStaleTrial
+from .trials import RetryStaleTrial
 
 # heartbeats and the retry callback are marked experimental but are the documented way to
 # survive dead workers on a database; the warning would print once per worker process

@@ -70,25 +70,45 @@ class EerInterval:
 
 @dataclass(frozen=True)
 class EerComparison:
-    """Model A against model B on one list: ``difference = eer_a - eer_b`` (points; < 0: A is better)."""
+    """Model A against model B on one list: ``difference = eer_a - eer_b`` (points; < 0: A is better).
+
+    Paired (the same resamples for both, ``n_resamples`` > 0) or, when the scores are gone, unpaired from two
+    stored intervals (``compare_intervals``: no resamples, no ``p_a_better``)."""
 
     eer_a: float
     eer_b: float
     difference: float
     low: float
     high: float
-    p_a_better: float            # share of resamples where A's EER is lower (a tie counts half)
-    n_resamples: int
+    p_a_better: float | None     # share of resamples where A's EER is lower (a tie counts half)
+    n_resamples: int = 0
+
+    @property
+    def method(self) -> str:
+        return "paired" if self.n_resamples else "unpaired"
+
+    @property
+    def p_b_better(self) -> float | None:
+        return None if self.p_a_better is None else 1.0 - self.p_a_better
 
     @property
     def within_noise(self) -> bool:
         """The interval of the difference contains 0: the list cannot tell the two models apart."""
         return self.low <= 0 <= self.high
 
+    def reversed(self) -> "EerComparison":
+        """B against A (0.0 - x, not -x: an exact tie prints +0.00, not -0.00)."""
+        return EerComparison(self.eer_b, self.eer_a, 0.0 - self.difference, 0.0 - self.high, 0.0 - self.low,
+                             self.p_b_better, self.n_resamples)
+
+    def gap_text(self) -> str:
+        """``+1.20 [-0.4, +2.9]``: the difference in points with its interval."""
+        return f"{self.difference:+.2f} [{self.low:+.1f}, {self.high:+.1f}]"
+
     def __str__(self) -> str:
         verdict = "within noise" if self.within_noise else ("A better" if self.difference < 0 else "B better")
-        return (f"A - B {self.difference:+.2f} points [{self.low:+.1f}, {self.high:+.1f}], "
-                f"P(A better) {self.p_a_better:.2f}: {verdict}")
+        p = "" if self.p_a_better is None else f", P(A better) {self.p_a_better:.2f}"
+        return f"A - B {self.difference:+.2f} points [{self.low:+.1f}, {self.high:+.1f}]{p}: {verdict}"
 
 
 def eer(labels, scores) -> float:
@@ -147,6 +167,10 @@ class ScoredPairs:
     def interval(self, n_resamples: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> EerInterval:
         return self.bootstrap(n_resamples, seed).interval(self.scores, level)
 
+    def same_list(self, other: "ScoredPairs") -> bool:
+        """Scores of the same pair list (labels and identities pair by pair): what a paired comparison needs."""
+        return all(np.array_equal(getattr(self, f), getattr(other, f)) for f in ("labels", "left_ids", "right_ids"))
+
     def compare(self, other: "ScoredPairs", n_resamples: int = N_RESAMPLES, seed: int = SEED,
                 level: float = LEVEL) -> EerComparison:
         """This model (A) against ``other`` (B); both must be scores of the same list."""
@@ -155,9 +179,8 @@ class ScoredPairs:
     def compare_many(self, others: Sequence["ScoredPairs"], n_resamples: int = N_RESAMPLES, seed: int = SEED,
                      level: float = LEVEL) -> list[EerComparison]:
         """This model (e.g. the best trial) against each of ``others``, all scored on the same list."""
-        fields = ("labels", "left_ids", "right_ids")
         for other in others:
-            if not all(np.array_equal(getattr(self, f), getattr(other, f)) for f in fields):
+            if not self.same_list(other):
                 raise DataError(f"the two score sets come from different pair lists ({len(self.labels)} and "
                                 f"{len(other.labels)} pairs); compare models evaluated on the same val list")
         return self.bootstrap(n_resamples, seed).compare_many(self.scores, [o.scores for o in others], level)
@@ -253,6 +276,12 @@ def unpaired_difference(a: EerInterval, b: EerInterval) -> tuple[float, float]:
     d = a.eer - b.eer
     return (d - float(np.hypot(a.eer - a.low, b.high - b.eer)),
             d + float(np.hypot(a.high - a.eer, b.eer - b.low)))
+
+
+def compare_intervals(a: EerInterval, b: EerInterval) -> EerComparison:
+    """A against B from their stored intervals only (``unpaired_difference``): the fallback comparison."""
+    low, high = unpaired_difference(a, b)
+    return EerComparison(a.eer, b.eer, a.eer - b.eer, low, high, None)
 
 
 def weighted_eer(labels, scores, weights) -> float:

@@ -38,18 +38,17 @@ def retrain(
     if top or within_noise:
         records = retrain_top(study, runs_root(storage), top, within_noise, **options)
         for r in records:
-            gap = r.get("vs_best_retrained")
+            gap = r.vs_best_retrained
             verdict = "; best retrained" if gap is None else (
                 f"; vs best retrained {gap['difference']:+.2f} [{gap['low']:+.1f}, {gap['high']:+.1f}] "
                 + ("points, within noise" if gap["within_noise"] else "points, worse"))
-            echo(f"retrained trial {r['trial']}: val EER {retrain_text(r)} "
-                 f"(search: {r['search_val_eer']:.2f}%){verdict}")
+            echo(f"retrained trial {r.trial}: val EER {retrain_text(r)} (search: {r.search_val_eer:.2f}%){verdict}")
         record = records[0]
     else:
         record = do_retrain(study, runs_root(storage), **options)
-        echo(f"retrained trial {record['trial']}: val EER {retrain_text(record)} "
-             f"(search: {record['search_val_eer']:.2f}%); model {record['best_pt']}")
-    echo(f"next: facesearch export {record['run_dir']} --out bundle/")
+        echo(f"retrained trial {record.trial}: val EER {retrain_text(record)} "
+             f"(search: {record.search_val_eer:.2f}%); model {record.best_pt}")
+    echo(f"next: facesearch export {record.run_dir} --out bundle/")
 
 
 @app.command()
@@ -63,11 +62,13 @@ def export(
 
     from ..spec import parse_count
 
-    retrain_info = Path(run if Path(run).is_dir() else Path(run).parent) / "retrain.json"
+    from ..record import RETRAIN_FILE, RetrainRecord
+
+    retrain_info = Path(run if Path(run).is_dir() else Path(run).parent) / RETRAIN_FILE
     provenance = {}
     if retrain_info.exists():
-        info = json.loads(retrain_info.read_text())
-        provenance = {"study": info["study"], "trial": info["trial"]}
+        info = RetrainRecord.from_dict(json.loads(retrain_info.read_text()))
+        provenance = {"study": info.study, "trial": info.trial}
     card = export_bundle(run, out, parse_count(cap), provenance)
     echo(f"wrote {out}: model.ts, model.onnx, config.json, MODEL_CARD.md "
          f"({card['parameters']:,} parameters, val EER {card['val_eer']:.2f}%, "

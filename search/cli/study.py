@@ -68,13 +68,14 @@ def worker(
     device: Device = "auto",
 ) -> None:
     """Join a study as one worker (run one per GPU on any machine that reaches the storage)."""
-    from ..run.tether import tie_to_supervisor
+    from ..run.tether import reporting_exit, tie_to_supervisor
     from ..run.worker import run_worker
 
     limit = seconds(timeout)
     supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
-    spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
-    ran = run_worker(spec, storage, worker_id, n_trials, limit, device, log=lambda m: echo(m))
+    with reporting_exit():   # study run reads the error this worker stops on from there, not from its log
+        spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
+        ran = run_worker(spec, storage, worker_id, n_trials, limit, device, log=lambda m: echo(m))
     echo(f"worker {worker_id}: ran {ran} trial(s); budget spent")
 
 

@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 from facenet.config import TrainConfig
 from facenet.errors import UserError
 
-from ..record import BUDGET, ESTIMATE, FAIL_REASON, PROBE_SECONDS, TrialRecord
-from ..run.study import BudgetSpent
+from ..record import BUDGET, ESTIMATE, FAIL_KIND, FAIL_REASON, PROBE_SECONDS, TrialRecord
+from ..trials import BudgetSpent
 from ..spec import StudySpec
 from .calibration import SharedCalibration
 from .datasize import DataSizes
@@ -85,8 +85,8 @@ class CostGuard:
         ended = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         for t in reversed(ended):
             r = TrialRecord.of(t)
-            if r.estimate.get("point") == cost.point and r.seconds and t.intermediate_values:
-                past = Estimate.from_dict(r.estimate)
+            past = r.estimate
+            if past is not None and past.point == cost.point and r.seconds and t.intermediate_values:
                 ratios.append(r.seconds / (past.for_epochs(len(t.intermediate_values)) / past.scale))
                 if len(ratios) == RECENT:
                     break
@@ -102,6 +102,7 @@ class CostGuard:
             reason = (f"{BUDGET}: estimated {fmt_hours(cost.seconds)} > {fmt_hours(max(left, 0))} left of "
                       f"{self.spec.hours:g} GPU-hours (not run)")
             trial.set_user_attr(FAIL_REASON, reason)
+            trial.set_user_attr(FAIL_KIND, BUDGET)
             self.log(f"[trial {trial.number}] {reason}; this worker stops")
             raise BudgetSpent(reason)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from optuna.trial import TrialState
 from facenet.config import TrainConfig
 from facenet.errors import UserError
 
-from ..record import CALIBRATION_STUDY, FAIL_REASON, SPEED, SPEED_KEY, WORKER
+from ..record import CALIBRATION_STUDY, FAIL_REASON, SPEED, SPEED_KEY, WORKER, WorkerId
 
 FORMAT = 1
 ARCH_FIELDS = ("model", "width", "depth", "block")
@@ -157,7 +155,7 @@ class SharedCalibration:
                  wait_limit: float = 1800.0):
         self.storage, self.log, self.probe, self.poll, self.wait_limit = storage, log, probe, poll, wait_limit
         self.known: dict[str, dict[str, Any]] = {}
-        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self.me = str(WorkerId.me())
         self._study: optuna.Study | None = None
 
     def device(self, config: TrainConfig) -> str:
@@ -254,7 +252,5 @@ class SharedCalibration:
 
     @staticmethod
     def _dead(t) -> bool:
-        from ..run.recovery import process_alive
-
-        host, _, pid = t.user_attrs.get(WORKER, "").rpartition(":")
-        return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+        owner = WorkerId.parse(t.user_attrs.get(WORKER))
+        return owner is not None and owner.gone

@@ -17,10 +17,10 @@ def fmt_hours(seconds: float) -> str:
 def running_cost(t: FrozenTrial, now: dt.datetime | None = None) -> float | None:
     """A running trial counts max(estimate, time so far), plus its probe; None before it has an estimate."""
     r = TrialRecord.of(t)
-    if "seconds" not in r.estimate:
+    if r.estimate is None:
         return None
     elapsed = ((now or dt.datetime.now()) - t.datetime_start).total_seconds() if t.datetime_start else 0.0
-    return max(r.estimate["seconds"], elapsed) + r.probe_seconds
+    return max(r.estimate.seconds, elapsed) + r.probe_seconds
 
 
 def spent_seconds(trials: list[FrozenTrial]) -> float:
@@ -37,7 +37,7 @@ def budget_summary(trials: list[FrozenTrial], hours: float, n_trials: int | None
     spent = spent_seconds(trials) + so_far
     left = max(hours * 3600 - spent, 0.0)
     workers = len({TrialRecord.of(t).worker for t in running}) or 1
-    estimates = [e["seconds"] for t in trials if "seconds" in (e := TrialRecord.of(t).estimate)]
+    estimates = [e.seconds for t in trials if (e := TrialRecord.of(t).estimate) is not None]
     work = left
     if n_trials is not None and estimates:
         ended = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)

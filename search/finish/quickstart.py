@@ -65,13 +65,13 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     onnx = onnx_available()   # the core install runs the quickstart too, with a TorchScript-only bundle
     if not onnx:
         log("bundle without ONNX: the export extra is not installed (pip install 'facesearch[export]')")
-    export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": spec.name, "trial": record["trial"]}, onnx)
+    export_bundle(record.run_dir, bundle, spec.param_cap, {"study": spec.name, "trial": record.trial}, onnx)
     pairs = PairList.read(data / "test", "test_pairs.csv")
     scores = score_pairs(bundle, pairs)
     write_scores(out / "test_scores.txt", scores, pairs)
     report = write_report(study, out / "report")
     timings["total"] = time.time() - start
-    return {"data": data, "storage": url, "study": spec.name, "best_trial": record["trial"],
-            "search_val_eer": record["search_val_eer"], "val_eer": record["val_eer"],
-            "test_eer": eer(pairs.labels, scores), "run": record["run_dir"], "bundle": bundle,
+    return {"data": data, "storage": url, "study": spec.name, "best_trial": record.trial,
+            "search_val_eer": record.search_val_eer, "val_eer": record.val_eer,
+            "test_eer": eer(pairs.labels, scores), "run": record.run_dir, "bundle": bundle,
             "scores": out / "test_scores.txt", "report": report, "timings": timings}

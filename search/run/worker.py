@@ -7,9 +7,7 @@ reason, so it resumes on the next run.
 from __future__ import annotations
 
 import gc
-import os
 import signal
-import socket
 import time
 from typing import Callable
 
@@ -17,14 +15,15 @@ import optuna
 from optuna.trial import TrialState
 
 from ..cost.budget import CostGuard
-from ..record import FAIL_REASON, INTERRUPTED, NOT_RUN, WORKER
+from ..record import FAIL_KIND, FAIL_REASON, INTERRUPTED, NOT_RUN, WORKER, WorkerId
 from ..spec import StudySpec, build_pruner, build_sampler
 from ..spec.schema import DEFAULT_MAX_FAILURES
 from ..storage import open_storage, runs_root
 from .breaker import CircuitBreaker, StudyStopped, is_storage_error
 from .objective import Objective, StudyCannotRun, TrialFailed
-from .recovery import fail_with_reason, settle
-from .study import BudgetSpent, finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
+from ..trials import BudgetSpent, fail_trial
+from .recovery import settle
+from .study import finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 POLL = 2.0   # seconds between looks at trials running elsewhere
@@ -67,7 +66,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     with status 130. ``breaker`` stops the worker (``StudyStopped``) on a failure that is not the
     configuration's own or too many failures.
     """
-    me = f"{socket.gethostname()}:{os.getpid()}"
+    me = str(WorkerId.me())
     breaker = breaker or CircuitBreaker(study, DEFAULT_MAX_FAILURES)
     current: list[int] = []
     gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial
@@ -77,6 +76,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         current[:] = [trial.number]
         if n_trials is not None and over_budget(study, trial.number, n_trials):
             trial.set_user_attr(FAIL_REASON, f"{NOT_RUN} when this trial started (not run)")
+            trial.set_user_attr(FAIL_KIND, NOT_RUN)
             raise BudgetSpent()
         try:
             before_trial(trial)
@@ -124,7 +124,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     except _Interrupted as e:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(WORKER) == me:
-                fail_with_reason(study, t, f"{INTERRUPTED} by {e}")
+                fail_trial(study, t, f"{INTERRUPTED} by {e}", INTERRUPTED)
                 log(f"trial {t.number}: interrupted by {e}; marked failed (resumes on the next run)")
         raise SystemExit(130)
     finally:

@@ -102,7 +102,7 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
         state = state_of(t)
         style = "bold green" if best is not None and t.number == best.number else None
         r = TrialRecord.of(t)
-        count, est = r.param_count, r.estimate.get("seconds")
+        count, est = r.param_count, r.estimate and r.estimate.seconds
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
                       fmt_seconds(trial_duration(t)), "" if est is None else fmt_seconds(est),
                       fmt_params(t.params), reason(t), style=style)
