@@ -32,8 +32,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import Registry
+from ..units import fmt_duration, parse_size
 from .cache_entry import Entry, JpegSink, RawSink, Sink, _unlink, _write_atomic, decode_resized, encode_jpeg, entry_for
 from .cache_formats import CachedImages, PackedJpeg, RawImages
 
@@ -143,20 +144,6 @@ def check_format(fmt: str) -> str:
 
 
 # ---------------------------------------------------------------- budget and choice
-def parse_bytes(text: str, source: str) -> float:
-    """'50' (GB), '50G', '500M', '1.5T' -> bytes."""
-    units = {"": 1e9, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-    t = text.strip().upper().removesuffix("B")
-    unit = t[-1:] if t[-1:] in units and t[-1:] else ""
-    try:
-        value = float(t[:-1] if unit else t)
-    except ValueError:
-        raise ConfigError(f"{source}={text!r}: expected a size such as 50 (GB), 50G or 500M") from None
-    if value < 0:
-        raise ConfigError(f"{source}={text!r}: a budget cannot be negative")
-    return value * units[unit]
-
-
 def free_bytes(folder: Path) -> int:
     """Free space where ``folder`` is (or would be created)."""
     for p in (folder, *folder.parents):
@@ -171,7 +158,7 @@ def budget_bytes(folder: Path, budget_gb: float = 0.0) -> float:
     if budget_gb > 0:
         return budget_gb * 1e9
     if os.environ.get(BUDGET_ENV, "").strip():
-        return parse_bytes(os.environ[BUDGET_ENV], BUDGET_ENV)
+        return parse_size(os.environ[BUDGET_ENV], BUDGET_ENV)
     return BUDGET_SHARE_OF_FREE * free_bytes(folder)
 
 
@@ -325,16 +312,10 @@ class _Reporter:
             self.last = now
             rate = (done - self.first) / (now - self.start)
             self.log(f"building the {self.what}: {done:,}/{self.total:,} ({100 * done / self.total:.0f}%), "
-                     f"{rate:.0f} images/s, about {_duration((self.total - done) / max(rate, 1e-9))} left")
+                     f"{rate:.0f} images/s, about {fmt_duration((self.total - done) / max(rate, 1e-9))} left")
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.stop()
         if self.log and exc[0] is None and self.last > self.start:   # a long build says when it is done
-            self.log(f"built the {self.what} in {_duration(time.perf_counter() - self.start)}")
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+            self.log(f"built the {self.what} in {fmt_duration(time.perf_counter() - self.start)}")

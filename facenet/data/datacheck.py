@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..config import TrainConfig
 from ..errors import DataError, UserError
+from ..units import fmt_size as gb
 from .cache import FORMATS, CacheSpec, cache_size, free_bytes
 from .folders import IMAGE_EXTS, IdentityFolder, PairList
 
@@ -43,14 +44,6 @@ class DataReport:
     def raise_if_unusable(self) -> None:
         if self.unusable:
             raise DataError(self.unusable)
-
-
-def gb(n: float) -> str:
-    """Bytes in the unit that reads best (decimal units, as disk quotas are given)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n / 1e3:,.1f} kB"
 
 
 # ---------------------------------------------------------------- finding the sets

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from facenet.config import TrainConfig
 from facenet.errors import UserError
+from facenet.units import fmt_duration
 
 from ..record import BUDGET, ESTIMATE, FAIL_KIND, FAIL_REASON, PROBE_SECONDS, TrialRecord
 from ..trials import BudgetSpent
@@ -26,7 +27,7 @@ from ..spec import StudySpec
 from .calibration import SharedCalibration
 from .datasize import DataSizes
 from .estimate import Estimate, estimate
-from .spend import fmt_hours, running_cost, spent_seconds
+from .spend import running_cost, spent_seconds
 
 RECENT = 5   # trials of the same point whose measured pace corrects the next estimate
 
@@ -99,7 +100,7 @@ class CostGuard:
         budget = self.spec.hours * 3600
         left = budget - committed_before(self.study, trial.number, self.wait_limit, self.poll)
         if cost.seconds > left:
-            reason = (f"{BUDGET}: estimated {fmt_hours(cost.seconds)} > {fmt_hours(max(left, 0))} left of "
+            reason = (f"{BUDGET}: estimated {fmt_duration(cost.seconds)} > {fmt_duration(max(left, 0))} left of "
                       f"{self.spec.hours:g} GPU-hours (not run)")
             trial.set_user_attr(FAIL_REASON, reason)
             trial.set_user_attr(FAIL_KIND, BUDGET)

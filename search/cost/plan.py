@@ -19,6 +19,7 @@ import optuna
 
 from facenet.config import TrainConfig
 from facenet.errors import UserError
+from facenet.units import fmt_hours
 
 from ..spec import ParamSpec, StudySpec, load_spec, suggest
 from .calibration import CalibrationError, CalibrationTable
@@ -242,7 +243,7 @@ def fit_plan(phases: list[Phase], hours: float) -> list[str]:
     elif at(0.0, "epochs") <= budget:
         _bisect(lambda s: at(s, "epochs") <= budget)
     else:
-        least = hours_text(total_seconds(phases))
+        least = fmt_hours(total_seconds(phases))
         raise PlanOverBudget(f"even one trial of one epoch per phase needs {least} GPU-hours, over the "
                              f"{hours:g}-hour budget; drop phases or lower their fidelity")
     changes = [f"{p.name}: {'top' if p.spec.from_ and p.spec.from_.top else 'n_trials'} "
@@ -262,12 +263,6 @@ def _bisect(fits) -> None:
 
 
 # ------------------------------------------------------------------ the table
-def hours_text(seconds: float) -> str:
-    """GPU-hours to two decimals, or three significant digits below 0.1 (CPU-sized test plans)."""
-    h = seconds / 3600
-    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.3g}"
-
-
 def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
     from rich.table import Table
 
@@ -284,13 +279,13 @@ def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
         approx = sum(q.approximate for q in p.points)
         table.add_row(p.name, source, str(p.trials), p.epochs(), p.shown("resolution"),
                       p.shown("max_identities"),
-                      hours_text(p.seconds()) + ("~" if approx else ""), hours_text(p.wall_seconds(gpus)),
-                      hours_text(running))
+                      fmt_hours(p.seconds()) + ("~" if approx else ""), fmt_hours(p.wall_seconds(gpus)),
+                      fmt_hours(running))
     total, wall = total_seconds(phases), sum(p.wall_seconds(gpus) for p in phases)
     table.add_section()
-    verdict = "fits" if total <= hours * 3600 else f"{hours_text(total - hours * 3600)} over"
-    table.add_row("total", "", str(sum(p.trials for p in phases)), "", "", "", hours_text(total),
-                  hours_text(wall), f"{verdict} ({hours:g})")
+    verdict = "fits" if total <= hours * 3600 else f"{fmt_hours(total - hours * 3600)} over"
+    table.add_row("total", "", str(sum(p.trials for p in phases)), "", "", "", fmt_hours(total),
+                  fmt_hours(wall), f"{verdict} ({hours:g})")
     return table
 
 
@@ -309,6 +304,6 @@ def run_plan(paths: list[Path], hours: float, gpus: int, table: CalibrationTable
         echo(f"fit: {line}")
     total = total_seconds(phases)
     if total > hours * 3600:
-        over = hours_text(total - hours * 3600)
-        raise PlanOverBudget(f"the plan needs {hours_text(total)} GPU-hours, {over} over the {hours:g}-hour "
+        over = fmt_hours(total - hours * 3600)
+        raise PlanOverBudget(f"the plan needs {fmt_hours(total)} GPU-hours, {over} over the {hours:g}-hour "
                              f"budget; lower trials or fidelity, or rerun with --fit")

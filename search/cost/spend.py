@@ -10,10 +10,6 @@ from ..record import TrialRecord
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def fmt_hours(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
-
-
 def running_cost(t: FrozenTrial, now: dt.datetime | None = None) -> float | None:
     """A running trial counts max(estimate, time so far), plus its probe; None before it has an estimate."""
     r = TrialRecord.of(t)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
+
+from facenet.units import fmt_duration
 
 from ..record import CALIBRATION_STUDY, TrialRecord, best_trial
 from .noise import eer_text
@@ -74,13 +75,6 @@ def time_left(trials: list[FrozenTrial], n_trials: int | None, workers: int) -> 
     return sum(spent) / len(spent) * left / max(workers, 1)
 
 
-def fmt_seconds(s: float | None) -> str:
-    if s is None or math.isnan(s):
-        return "?"
-    s = int(s)
-    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def fmt_params(params: dict) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
@@ -104,7 +98,7 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
         r = TrialRecord.of(t)
         count, est = r.param_count, r.estimate and r.estimate.seconds
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
-                      fmt_seconds(trial_duration(t)), "" if est is None else fmt_seconds(est),
+                      fmt_duration(trial_duration(t)), "" if est is None else fmt_duration(est),
                       fmt_params(t.params), reason(t), style=style)
     return table
 
@@ -134,14 +128,14 @@ def summary_line(study: optuna.Study, n_trials: int | None, hours: float | None 
     line = ", ".join(f"{k} {v}" for k, v in c.items() if v)
     if n_trials:
         left = time_left(trials, n_trials, c.get("running") or 1)
-        line += f"; budget {n_trials}; about {fmt_seconds(left)} left"
+        line += f"; budget {n_trials}; about {fmt_duration(left)} left"
     if hours:
         from ..cost.spend import budget_summary
 
         b = budget_summary(trials, hours, n_trials)
         spent = b["spent"] / 3600
         line += (f"\nGPU-hours: spent {spent:.2f} of {hours:g} ({100 * spent / hours:.0f}%), "
-                 f"{b['left'] / 3600:.2f} left; ETA {fmt_seconds(b['eta'])} at {b['workers']} worker(s)")
+                 f"{b['left'] / 3600:.2f} left; ETA {fmt_duration(b['eta'])} at {b['workers']} worker(s)")
     return line
 
 
