@@ -9,6 +9,12 @@ from optuna.trial import FrozenTrial, TrialState
 from .record import FAIL_KIND, FAIL_REASON, RETRY_OF, origin_number
 
 
+def quiet_optuna() -> None:
+    """Optuna's INFO lines (a line per trial, per in-memory study) off: what ``main()`` and a worker do when they
+    start, never an import (a notebook that imports facesearch keeps its own logging)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 class BudgetSpent(Exception):
     """No more trials for this worker: another took the last of ``n_trials``, or the next one's estimate does
     not fit what is left of ``budget.hours``."""

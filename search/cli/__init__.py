@@ -22,6 +22,9 @@ def main() -> None:
     if debug:
         sys.argv.remove("--debug")
     try:
+        from ..trials import quiet_optuna
+
+        quiet_optuna()
         app()
     except Exception as e:
         from facenet.errors import UserError

@@ -28,7 +28,6 @@ from ..record import CALIBRATION_STUDY, FAIL_REASON, SPEED, SPEED_KEY, WORKER, W
 FORMAT = 1
 ARCH_FIELDS = ("model", "width", "depth", "block")
 UNLABELED_GRACE = 60.0   # seconds a fresh claim may go without its key before others stop waiting for it
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class CalibrationError(UserError):

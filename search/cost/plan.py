@@ -27,7 +27,6 @@ from .datasize import DataSizes
 from .estimate import estimate
 
 SAMPLES = 48                 # points priced per phase
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class PlanOverBudget(UserError):

@@ -21,11 +21,10 @@ from ..spec.schema import DEFAULT_MAX_FAILURES
 from ..storage import open_storage, runs_root
 from .breaker import CircuitBreaker, StudyStopped, is_storage_error
 from .objective import Objective, StudyCannotRun, TrialFailed
-from ..trials import BudgetSpent, fail_trial
+from ..trials import BudgetSpent, fail_trial, quiet_optuna
 from .recovery import settle
 from .study import finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 POLL = 2.0   # seconds between looks at trials running elsewhere
 
 
@@ -36,6 +35,7 @@ class _Interrupted(BaseException):
 def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_trials: int | None = None,
                timeout: float | None = None, device: str = "auto", log: Callable[[str], None] = print) -> int:
     """One worker: run the spec's trials until the study's budget is spent; returns trials run here."""
+    quiet_optuna()
     storage = open_storage(url)
     prepare_study(spec, storage)
     # a resumed study must not replay the seeds of its first run: offset by the trials already there
