@@ -43,7 +43,7 @@ def data_check(
     from facenet.data.cache import CacheSpec
     from facenet.data.datacheck import check_data
 
-    from ..view.status import data_check_table
+    from ..view.checks import data_check_table
 
     report = check_data(root, resolution, CacheSpec(cache_dir, cache_format, cache_budget_gb),
                         keep_checkpoints=keep_checkpoints, config=TrainConfig(model=model))

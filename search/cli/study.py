@@ -37,15 +37,18 @@ def study_run(
 ) -> None:
     """Launch N workers on a study and watch it until its budget is spent."""
     from ..run.launch import run_study
-    from ..view.status import console as make_console, summary_line, trials_table
+    from ..view.status import summary_line, trials_table
+    from ..view.trial_log import log_line
+    from ..view.watch import console as make_console, watcher
 
     limit = seconds(timeout)
     gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
     spec = checked_spec(spec_path, storage, gpus=gpu_list)
     console = make_console()
     start = time.time()
-    study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit, console,
-                            live=sys.stdout.isatty())
+    live = sys.stdout.isatty()
+    study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit,
+                            watch=watcher(console, live), log=console.log if live else log_line)
     console.print(trials_table(study))
     if sys.stdout.isatty():   # without a terminal the log lines ended with it
         console.print(summary_line(study, n_trials or spec.n_trials))
@@ -84,7 +87,9 @@ def studies(storage: Storage = None, as_json: Json = False,
             builtin: bool = typer.Option(False, "--builtin", help="List the studies shipped with facesearch.")) -> None:
     """List the studies in a storage with their trial counts and best EER (or the built-in ones)."""
     from ..storage import open_storage
-    from ..view.status import builtin_json, builtin_table, console, studies_json, studies_table
+    from ..view.catalog import builtin_json, builtin_table
+    from ..view.status import studies_json, studies_table
+    from ..view.watch import console
 
     if builtin:
         if as_json:
@@ -111,7 +116,8 @@ def study_status(
     from ..record import stored_spec
     from ..storage import load_study, open_storage
     from ..view.rungs import rung_rows, rungs_table
-    from ..view.status import console as make_console, status_json, summary_line, trials_table
+    from ..view.status import status_json, summary_line, trials_table
+    from ..view.watch import console as make_console
 
     study = load_study(name, open_storage(storage), storage)
     n_trials = stored_spec(study).get("n_trials")
@@ -168,7 +174,7 @@ def best(name: str = typer.Argument(..., help="Study name."), storage: Storage =
     """The top trials with 95% intervals; marks those the val list cannot tell from the best."""
     from ..storage import load_study, open_storage
     from ..view.best import best_json, best_view
-    from ..view.status import console
+    from ..view.watch import console
 
     study = load_study(name, open_storage(storage), storage)
     if as_json:

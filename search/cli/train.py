@@ -79,7 +79,7 @@ def params(
     from facenet.models import param_table
 
     from ..spec import parse_count
-    from ..view.status import params_table
+    from ..view.checks import params_table
 
     limit = parse_count(cap)
     rows = param_table(tuple(int(n) for n in n_out.split(",")), limit)

@@ -32,7 +32,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     from ..spec import load_spec
     from ..storage import artifact_dir, open_storage
     from ..view.report import write_report
-    from ..view.status import console
+    from ..view.watch import console, watcher
     from .retrain import retrain
 
     start = time.time()
@@ -52,7 +52,7 @@ def run_quickstart(out: Path, workers: int = 2, retrain_epochs: int = 10, log: C
     study = prepare_study(spec, open_storage(url))
     sup = Supervisor(spec, spec_path, url, workers, None, None, None, log=log)
     t0 = time.time()
-    code = supervise(study, sup, console(), live)
+    code = supervise(study, sup, watcher(console(), live))
     if code:
         raise SystemExit(code)
     timings["study"] = time.time() - t0

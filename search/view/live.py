@@ -11,9 +11,10 @@ from rich.text import Text
 
 from facenet.units import fmt_duration
 
+from ..cost.spend import budget_summary, time_left
 from ..record import TrialRecord, best_trial
 from .noise import eer_text
-from .status import counts, epoch_of, fmt_params, time_left, trial_duration
+from .trials import counts, epoch_of, fmt_params, trial_duration
 
 
 def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
@@ -28,8 +29,6 @@ def progress_view(study: optuna.Study, supervisor, start: float) -> Group:
         ("\nbest " + (f"{eer_text(best)} (trial {best.number}: {fmt_params(best.params)})" if best else "-")),
     )
     if hours := getattr(supervisor.spec, "hours", None):
-        from ..cost.spend import budget_summary
-
         b = budget_summary(trials, hours, supervisor.n_trials)
         head.append(f"\nGPU-hours: spent {b['spent'] / 3600:.2f} of {hours:g}, {b['left'] / 3600:.2f} left, "
                     f"ETA {fmt_duration(b['eta'])}")

@@ -33,7 +33,7 @@ from .figures import Fig, optuna_fig, roc_det_figs
 from .noise import Ranked, eer_text, methods_used, rank_top, retrain_text
 from .page import Page, Part, Skip
 from .proxy import proxy_pairs, spearman
-from .status import counts
+from .trials import counts
 from .tables import Table, trials_table
 
 TOP = 5    # trials in the "within noise" table

@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial
 
 from ..record import TrialRecord
 from .noise import best_reached
-from .status import epoch_of, trial_duration
+from .trials import epoch_of, trial_duration
 
 
 @dataclass

@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..record import TrialRecord
-from .status import fmt_params, state_of, trial_duration
+from .trials import fmt_params, state_of, trial_duration
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -73,7 +73,7 @@ def test_retrain_attaches_card_scores_and_roc_as_optuna_artifacts(finished):
     got = finished["root"] / "downloaded.txt"
     download_artifact(artifact_store=store, artifact_id=metas["val_scores.txt"].artifact_id, file_path=str(got))
     lines = got.read_text().splitlines()
-    assert len(lines) == len(finished["record"]["roc"]["labels"]) and lines[0].count(",") == 3
+    assert len(lines) == len(finished["record"].roc["labels"]) and lines[0].count(",") == 3
 
 
 def test_bundle_contents_and_model_card(finished):
@@ -111,7 +111,7 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
                          capture_output=True, text=True,
                          cwd=tmp_path)   # cwd away from the repo: nothing of facesearch on sys.path by accident
     assert out.returncode == 0, out.stderr
-    model, _ = load_embedder(Path(finished["record"]["best_pt"]), torch.device("cpu"))
+    model, _ = load_embedder(Path(finished["record"].best_pt), torch.device("cpu"))
     with torch.no_grad():
         reference = model(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "ts.npy"), reference, atol=1e-5)
@@ -149,7 +149,7 @@ def test_export_without_the_export_extra(finished, tmp_path, monkeypatch):
 def test_score_cli_accepts_bundle_and_checkpoint(finished, tmp_path):
     pairs = finished["data"] / "test" / "test_pairs.csv"
     outputs = {}
-    for name, model in (("bundle", finished["bundle"]), ("ckpt", finished["record"]["best_pt"])):
+    for name, model in (("bundle", finished["bundle"]), ("ckpt", finished["record"].best_pt)):
         out = subprocess.run([sys.executable, "-m", "search.cli", "score", str(model), "--pairs", str(pairs),
                               "--out", str(tmp_path / f"{name}.txt"), "--device", "cpu"],
                              capture_output=True, text=True)
