@@ -74,7 +74,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int = 512,
+def probe(config: TrainConfig, *, steps: int = 5, warmup: int = 2, eval_images: int = 512,
           log: Callable[[str], None] = lambda m: None, min_seconds: float = 1.0) -> Speed:
     """Measure ``config`` on this machine: seconds of setup, training and evaluation images/s.
 

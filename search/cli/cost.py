@@ -31,8 +31,8 @@ def calibrate(
 
     if keys not in KEY_SETS:
         raise CalibrationError(f"--keys {keys!r}: use one of {', '.join(KEY_SETS)}")
-    table = measure(spec_paths, open_storage(storage), device, out, data, keys, steps, warmup, eval_images,
-                    echo, min_seconds)
+    table = measure(spec_paths, open_storage(storage), device=device, out=out, data=data, keys=keys, steps=steps,
+                    warmup=warmup, eval_images=eval_images, log=echo, min_seconds=min_seconds)
     echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}")
 
 

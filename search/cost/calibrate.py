@@ -75,7 +75,7 @@ def census(paths: list[Path]) -> dict[str, dict]:
     return sizes.measured()
 
 
-def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: str = "auto",
+def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, *, device: str = "auto",
               out: Path | None = None, data: Path | None = None, keys: str = "all", steps: int = 5,
               warmup: int = 2, eval_images: int = 512, log: Callable[[str], None] = print,
               min_seconds: float = 1.0) -> CalibrationTable:
@@ -83,7 +83,8 @@ def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: s
     from facenet.probe import probe
 
     def measure(config: TrainConfig, say: Callable[[str], None]) -> dict:
-        return probe(config, steps, warmup, eval_images, log=say, min_seconds=min_seconds).to_dict()
+        return probe(config, steps=steps, warmup=warmup, eval_images=eval_images, log=say,
+                     min_seconds=min_seconds).to_dict()
 
     shared = SharedCalibration(storage, log, probe=measure)
     configs = probe_points(paths, keys, device, data)

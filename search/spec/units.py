@@ -2,22 +2,25 @@
 here a mistake is a ``SpecError`` like any other in a spec."""
 from __future__ import annotations
 
+import functools
+from typing import Callable, TypeVar
+
 from facenet import units
 
 from .schema import SpecError
 
-
-def parse_count(value: int | float | str) -> int:
-    """``11500000``, ``11.5M``, ``800k``, ``1.2e7``, ``"11_500_000"`` -> a positive whole number."""
-    try:
-        return units.parse_count(value)
-    except units.UnitError as e:
-        raise SpecError(str(e)) from None
+T = TypeVar("T")
 
 
-def parse_duration(value: int | float | str) -> float:
-    """Seconds from ``3600``, ``"2h"``, ``"30m"``, ``"1h30m"``, ``"1.5d"``."""
-    try:
-        return units.parse_duration(value)
-    except units.UnitError as e:
-        raise SpecError(str(e)) from None
+def _in_spec(parse: Callable[[int | float | str], T]) -> Callable[[int | float | str], T]:
+    @functools.wraps(parse)
+    def read(value: int | float | str) -> T:
+        try:
+            return parse(value)
+        except units.UnitError as e:
+            raise SpecError(str(e)) from None
+    return read
+
+
+parse_count = _in_spec(units.parse_count)
+parse_duration = _in_spec(units.parse_duration)
