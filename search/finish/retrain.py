@@ -17,7 +17,8 @@ from facenet import TrainConfig, fit
 from facenet.data.folders import PairList
 from facenet.errors import DataError
 from facenet.eval.evaluate import write_scores
-from facenet.eval.stats import EerComparison, ScoredPairs
+from facenet.eval.compare import EerComparison
+from facenet.eval.stats import ScoredPairs
 from facenet.preflight import check_data, check_run
 
 from ..record import RETRAIN, RETRAIN_FILE, RETRAINS, RetrainRecord, TrialRecord, best_trial

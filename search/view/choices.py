@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from facenet.eval.stats import EerInterval
+from facenet.eval.compare import EerInterval
 
 from .noise import Gap, compare_to, complete_trials, interval_of, median_interval
 from .tables import Table, config_value

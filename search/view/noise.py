@@ -5,7 +5,7 @@ A finished trial keeps the 95 % identity-bootstrap interval of its best epoch's 
 scored on the same val list are compared *paired*: the same identity resamples for both
 (``facenet.eval.stats.ScoredPairs.compare_many``), which cancels the noise the two share. When a score
 file is gone (deleted, another machine's disk) the comparison falls back to the two stored
-intervals (``facenet.eval.stats.unpaired_difference``), which is wider: it calls fewer trials different.
+intervals (``facenet.eval.compare.compare_intervals``), which is wider: it calls fewer trials different.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from facenet.eval.stats import (LEVEL, N_RESAMPLES, SEED, EerComparison, EerInterval, ScoredPairs,
-                                compare_intervals)
+from facenet.eval.compare import LEVEL, N_RESAMPLES, SEED, EerComparison, EerInterval, compare_intervals
+from facenet.eval.stats import ScoredPairs
 
 from ..record import RetrainRecord, TrialRecord
 
