@@ -22,6 +22,12 @@ class DataError(UserError, ValueError):
     """A data folder, image or pair list that cannot be used."""
 
 
+def unreadable(path: object, e: OSError) -> DataError:
+    """A file-system error met reading a data set (a symlink loop, no permission, a vanished file) as one line
+    naming the path; data sets are only read, so the fix is the user's."""
+    return DataError(f"{path}: cannot read it ({e.strerror or e}); fix or remove it")
+
+
 class ConfigError(UserError, ValueError):
     """A config that cannot run (unknown name, wrong device, a loss needing more images per identity...)."""
 

@@ -56,7 +56,8 @@ def check_data(config: TrainConfig) -> None:
     from .data.folders import IdentityFolder, PairList
 
     IdentityFolder.scan(config.train_path)
-    PairList.read(config.val_path, config.val_list, config.max_val_pairs)
+    PairList.read(config.val_path, config.val_list, config.max_val_pairs).check_both_labels(
+        Path(config.val_path) / config.val_list)
 
 
 def cache_folders(config: TrainConfig) -> list[Path]:

@@ -91,8 +91,8 @@ class Trainer:
                              progress=progress, log=log)
         good = readable(images, self.train_set)
         self.skipped = len(self.train_set.paths) - len(good)
-        self.verifier = Verifier(PairList.read(c.val_path, c.val_list, c.max_val_pairs), c.resolution, cache,
-                                 progress=progress, log=log)
+        val = PairList.read(c.val_path, c.val_list, c.max_val_pairs).check_both_labels(Path(c.val_path) / c.val_list)
+        self.verifier = Verifier(val, c.resolution, cache, progress=progress, log=log)
         self.val_identities = pair_identities(self.verifier.pairs)
         self.best_scores: ScoredPairs | None = None
 

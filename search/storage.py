@@ -16,6 +16,7 @@ import optuna
 
 from facenet.errors import UserError
 
+from .journal import CheckedJournal
 from .trials import RetryStaleTrial
 
 # heartbeats and the retry callback are marked experimental but are the documented way to
@@ -23,14 +24,26 @@ from .trials import RetryStaleTrial
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 DEFAULT_STORAGE = "runs/facesearch.journal"
-# seconds between a running trial's heartbeats, and of silence after which it is stale (failed
-# and retried); FACESEARCH_HEARTBEAT=INTERVAL:GRACE overrides them (the tests use seconds)
-HEARTBEAT_INTERVAL, GRACE_PERIOD = (int(v) for v in os.environ.get("FACESEARCH_HEARTBEAT", "20:60").split(":"))
+HEARTBEAT_ENV, HEARTBEAT_DEFAULT = "FACESEARCH_HEARTBEAT", "20:60"
 MAX_RETRY = 3
 
 
 class StorageError(UserError):
     """A storage that cannot be opened, or a study that is not in it."""
+
+
+def heartbeat() -> tuple[int, int]:
+    """Seconds between a running trial's heartbeats, and of silence after which it is stale (failed and
+    retried); ``FACESEARCH_HEARTBEAT=INTERVAL:GRACE`` overrides them (the tests use seconds). Read when a
+    database storage opens, so a bad value is one line there, not a traceback at import."""
+    raw = os.environ.get(HEARTBEAT_ENV, "").strip() or HEARTBEAT_DEFAULT
+    parts = raw.split(":")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        interval, grace = (int(p) for p in parts)
+        if 0 < interval < grace:
+            return interval, grace
+    raise StorageError(f"{HEARTBEAT_ENV}={raw!r}: expected INTERVAL:GRACE in whole seconds with "
+                       f"0 < INTERVAL < GRACE (default {HEARTBEAT_DEFAULT}); fix or unset it")
 
 
 def storage_url(url: str | None = None) -> str:
@@ -46,16 +59,33 @@ def is_database(url: str) -> bool:
     return "://" in url
 
 
-def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str | None = None, create: bool = True) -> optuna.storages.BaseStorage:
+    """The storage; ``create=False`` (the read-only commands) refuses a journal or SQLite file that is not
+    there instead of creating it and its folder."""
     url = storage_url(url)
+    if not create:
+        must_exist(url)
     if is_database(url):
         return _open_rdb(url)
     path = Path(url.removeprefix("journal:"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        return optuna.storages.JournalStorage(CheckedJournal(str(path)))
     except OSError as e:
         raise StorageError(f"cannot open journal storage {path}: {e.strerror or e}; choose a writable path") from None
+
+
+def must_exist(url: str) -> None:
+    """A file storage that is not there: one line (reading must not create it, nor its folder)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+    elif is_database(url):
+        return
+    else:
+        path = Path(url.removeprefix("journal:"))
+    if not path.is_file():
+        raise StorageError(f"no storage at {path} ({'a folder' if path.is_dir() else 'no such file'}); run a "
+                           f"study first (facesearch study run SPEC) or give the right --storage")
 
 
 DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}   # what the db extra installs
@@ -73,12 +103,12 @@ def _open_rdb(url: str) -> optuna.storages.RDBStorage:
         raise StorageError(f"storage URL {redact(url)!r}: unknown scheme {scheme!r}; use a journal file path, "
                            f"sqlite:///FILE, postgresql://USER:PASS@HOST/DB or mysql://USER:PASS@HOST/DB")
     url = sqlalchemy_url(url)
-    heartbeat = {} if scheme == "sqlite" else {
-        "heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
+    beats = {} if scheme == "sqlite" else {
+        "heartbeat_interval": (beat := heartbeat())[0], "grace_period": beat[1],
         "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=MAX_RETRY),
     }
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **beats)
     except ImportError as e:
         raise StorageError(f"storage {redact(url)}: database driver missing ({e.name}); "
                            f"install it with: pip install 'facesearch[db]'") from None

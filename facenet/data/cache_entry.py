@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import unreadable
+
 
 JPEG_QUALITY = 90            # 4:2:0; about 1/13 of the raw bytes on the synthetic faces at 256 px
 
@@ -71,7 +73,10 @@ def entry_for(root: Path, rel_paths: Sequence[str], size: int, folder: Path) -> 
     list_key = hashlib.sha1(("\n".join(rel_paths) + f"|{root.resolve()}").encode()).hexdigest()[:12]
     h = hashlib.sha1()
     for p in rel_paths:
-        st = os.stat(root / p)
+        try:
+            st = os.stat(root / p)
+        except OSError as e:   # vanished since the scan, a loop, no permission: one line naming it
+            raise unreadable(root / p, e) from None
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return Entry(folder, f"{list_key}-{size}", h.hexdigest()[:12])
 

@@ -164,9 +164,16 @@ def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache: Cac
         same = int(pairs.labels.sum())
         report.add(name, "pairs", f"{len(pairs):,} ({same:,} same person, {len(pairs) - same:,} different)")
         report.add(name, "unique images", f"{len(pairs.images):,} (each embedded once)")
-        if same in (0, len(pairs)):
-            report.problem(name, f"{pair_file}: every pair has label {pairs.labels[0]}; an EER needs both "
-                                 f"labels (fine for a test list with dummy labels)")
+        try:
+            pairs.check_both_labels(pair_file)
+        except DataError as e:   # an error for a val list; a test list may carry dummy labels
+            dummy = pair_file.name.startswith("test")
+            report.problem(name, f"{e}{' (fine for a test list with dummy labels)' if dummy else ''}", fatal=not dummy)
+        repeated, example = pairs.duplicates()
+        report.add(name, "duplicate pairs", f"{repeated:,}")
+        if repeated:
+            report.problem(name, f"{pair_file}: {repeated} pair(s) repeat an earlier pair of the same two images "
+                                 f"(first: {example[0]},{example[1]}); each counts again in the EER: remove them")
         _images(report, name, pair_file.parent, pairs.images, sizes, projected, folder, cache, threads,
                 fatal=True)
     _disk(report, sizes, projected, folder, cache, keep_checkpoints, config, n_classes)

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, unreadable
 from .cache_formats import CachedImages
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -55,8 +55,15 @@ class Names(Sequence[str]):
 
 
 def _image_files(folder: str) -> list[str]:
-    with os.scandir(folder) as it:
-        return sorted(e.name for e in it if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS)
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS]
+        for e in entries:
+            if e.is_symlink():   # a link is followed at read time: a loop or a dangling one fails here, not there
+                os.stat(e.path)
+    except OSError as e:
+        raise unreadable(e.filename or folder, e) from None
+    return sorted(e.name for e in entries)
 
 
 @dataclass
@@ -73,8 +80,11 @@ class IdentityFolder:
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"{root}: training folder does not exist (expected one sub-folder per identity)")
-        with os.scandir(root) as it:
-            classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        try:
+            with os.scandir(root) as it:
+                classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        except OSError as e:
+            raise unreadable(root, e) from None
         if not classes:
             raise DataError(f"{root}: no identity sub-folders found (expected e.g. {root}/id00012/00001.jpg)")
         counts = np.zeros(len(classes), np.int64)
@@ -111,6 +121,26 @@ class PairList:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def check_both_labels(self, source: str | Path) -> "PairList":
+        """An EER needs same-person (1) and different-person (0) pairs: a list with one kind is refused
+        before training (else a whole epoch trains before the EER fails)."""
+        same = int(self.labels.sum())
+        if same in (0, len(self)):
+            kind = "same-person (label 1)" if same else "different-person (label 0)"
+            raise DataError(f"{source}: all {len(self)} pairs{' read' if len(self) else ''} are {kind}; a val list "
+                            f"needs both labels to give an EER; add pairs of the other kind or choose another list")
+        return self
+
+    def duplicates(self) -> tuple[int, tuple[str, str] | None]:
+        """(pairs that repeat an earlier pair of the same two images, in either order; the first such pair)."""
+        key = np.minimum(self.left, self.right) * len(self.images) + np.maximum(self.left, self.right)
+        _, first = np.unique(key, return_index=True)
+        repeated = np.setdiff1d(np.arange(len(key)), first)
+        if not len(repeated):
+            return 0, None
+        i = int(repeated[0])
+        return len(repeated), (self.images[int(self.left[i])], self.images[int(self.right[i])])
+
     @classmethod
     def read(cls, root: str | Path, pair_file: str | Path, limit: int = 0) -> "PairList":
         root = Path(root)
@@ -132,7 +162,11 @@ class PairList:
             if parts[0] not in ("0", "1"):
                 raise DataError(f"{pair_file}:{n}: label {parts[0]!r} must be 0 or 1")
             for p in parts[1:]:
-                full = (root / p).resolve()
+                try:
+                    full = (root / p).resolve()
+                except (OSError, RuntimeError) as e:   # 3.11 raises RuntimeError on a symlink loop
+                    raise DataError(f"{pair_file}:{n}: image {root / p}: cannot read it ({e}); fix or remove it") \
+                        from None
                 if not full.is_relative_to(resolved_root):
                     raise DataError(f"{pair_file}:{n}: {p!r} lies outside {root}; paths must be relative to it")
                 if p not in index:

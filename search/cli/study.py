@@ -28,7 +28,10 @@ def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[i
 @study_app.command("run")
 def study_run(
     spec_path: Path = typer.Argument(..., metavar="STUDY", help="Study spec file, or a built-in study's name."),
-    workers: int = typer.Option(1, help="Worker processes on this machine."),
+    workers: int = typer.Option(1, help="Worker processes on this machine (at least 1; at most one per GPU, or "
+                                        "per CPU core that memory can feed, unless --force-workers)."),
+    force_workers: bool = typer.Option(False, "--force-workers", help="Start --workers N even above what this "
+                                                                      "machine holds."),
     gpus: Optional[str] = typer.Option(None, help="GPU indices, e.g. 0,1,2,3: one worker per GPU "
                                                   "(overrides --workers)."),
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
@@ -44,6 +47,10 @@ def study_run(
     limit = seconds(timeout)
     gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
     spec = checked_spec(spec_path, storage, gpus=gpu_list)
+    if not gpu_list:   # --gpus: one worker per GPU, checked by the preflight
+        from ..run.capacity import check_workers
+
+        check_workers(workers, spec, force=force_workers)
     console = make_console()
     start = time.time()
     live = sys.stdout.isatty()
@@ -97,7 +104,7 @@ def studies(storage: Storage = None, as_json: Json = False,
         else:
             console().print(builtin_table())
         return
-    store = open_storage(storage)
+    store = open_storage(storage, create=False)
     if as_json:
         echo(json.dumps(studies_json(store), indent=2))
     else:
@@ -119,7 +126,7 @@ def study_status(
     from ..view.status import status_json, summary_line, trials_table
     from ..view.watch import console as make_console
 
-    study = load_study(name, open_storage(storage), storage)
+    study = load_study(name, open_storage(storage, create=False), storage)
     n_trials = stored_spec(study).get("n_trials")
     if as_json:
         echo(json.dumps(status_json(study, n_trials, last), indent=2))
@@ -134,13 +141,16 @@ def study_status(
 
 @study_app.command("init")
 def study_init(
-    name: str = typer.Argument(..., help="Study name (letters, digits, '_', '.', '-')."),
+    name: str = typer.Argument(..., help="Study name (letters, digits, '_', '.', '-'; not '.' or '..')."),
     out: Optional[Path] = typer.Option(None, help="File to write (default: NAME.yaml here)."),
 ) -> None:
     """Write a commented starter spec to edit: data, fixed fields, a space, sampler, pruner, cap, budget."""
     from ..spec import SpecError
+    from ..spec.parse import name_problem
     from ..spec.starter import starter_spec
 
+    if problem := name_problem(name):
+        raise SpecError(f"study init {problem}")
     path = out or Path(f"{name}.yaml")
     if path.exists():
         raise SpecError(f"{path} exists; choose another --out or name")
@@ -153,18 +163,28 @@ def study_delete(
     name: str = typer.Argument(..., help="Study name."),
     storage: Storage = None,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    runs: bool = typer.Option(False, "--runs", help="Also remove the study's run folder (its checkpoints)."),
 ) -> None:
-    """Delete a study and its trials from the storage (run folders stay on disk)."""
+    """Delete a study and its trials from the storage; its run folder stays on disk unless --runs."""
     import optuna
 
+    from ..run.folders import STAMP, known_folder, remove_study_folders
     from ..storage import load_study, open_storage, runs_root
 
-    store = open_storage(storage)
+    store = open_storage(storage, create=False)
     study = load_study(name, store, storage)
+    stamp = study.user_attrs.get(STAMP)
+    folder = known_folder(runs_root(storage), study)
     if not yes:
-        typer.confirm(f"delete study {name!r} and its {len(study.trials)} trial(s)?", abort=True)
+        what = f" and its run folder {folder}" if runs else ""
+        typer.confirm(f"delete study {name!r} and its {len(study.trials)} trial(s){what}?", abort=True)
     optuna.delete_study(study_name=name, storage=store)
-    echo(f"deleted study {name}; its run folder {runs_root(storage) / name} is kept (remove it by hand)")
+    if runs:
+        removed = remove_study_folders(runs_root(storage), name, stamp)
+        echo(f"deleted study {name} and its run folder(s) {', '.join(map(str, removed)) or '(none on disk)'}")
+    else:   # a new study of this name gets a folder of its own: it never resumes these checkpoints
+        echo(f"deleted study {name}; its run folder {folder} is kept (a new study {name!r} will not use it); "
+             f"remove it with --runs next time, or by hand")
 
 
 @app.command()
@@ -176,7 +196,7 @@ def best(name: str = typer.Argument(..., help="Study name."), storage: Storage =
     from ..view.best import best_json, best_view
     from ..view.watch import console
 
-    study = load_study(name, open_storage(storage), storage)
+    study = load_study(name, open_storage(storage, create=False), storage)
     if as_json:
         echo(json.dumps(best_json(study, top), indent=2))
     else:

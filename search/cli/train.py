@@ -46,7 +46,7 @@ def _names_run_dir(config: Optional[Path], set_: list[str]) -> bool:
 @app.command()
 def score(
     model: Path = typer.Argument(..., help="A checkpoint (best.pt), a run folder, or an export bundle."),
-    pairs: Path = typer.Option(..., help="Pair list: label,path1,path2 per line."),
+    pairs: Path = typer.Option(..., help="Pair list: label,path1,path2 per line (relative to the working folder)."),
     root: Optional[Path] = typer.Option(None, help="Folder the pair paths are relative to (default: the list's)."),
     out: Path = typer.Option(..., help="Score file to write (score,label,path1,path2)."),
     device: Device = "auto",
@@ -58,7 +58,12 @@ def score(
     from facenet.eval.scoring import score_pairs
     from facenet.preflight import check_scoring
 
+    pairs = pairs.absolute()   # relative to the working folder, as every path option (not to --root)
     pair_list = PairList.read(root or pairs.parent, pairs)
+    repeated, example = pair_list.duplicates()
+    if repeated:
+        typer.echo(f"warning: {pairs}: {repeated} pair(s) repeat an earlier pair (first: {example[0]},{example[1]}); "
+                   f"scored as given", err=True)
     check_scoring(pair_list.root, out, device)
     scores = score_pairs(model, pair_list, device=device, batch=batch)   # cached as the model's config says
     write_scores(out, scores, pair_list)

@@ -22,7 +22,7 @@ def report(
 
     if every_study == (name is not None):
         raise StorageError("give a study name or --all (not both); list the studies with: facesearch studies")
-    store = open_storage(storage)
+    store = open_storage(storage, create=False)
     if every_study:
         from ..view.analysis import write_analysis
 
@@ -45,6 +45,8 @@ def dashboard(
     from ..storage import artifact_dir, open_storage, storage_url
     from ..view.dashboard import serve_dashboard
 
-    open_storage(storage)   # a clear error now rather than inside the dashboard
+    open_storage(storage, create=False)   # a clear error now rather than inside the dashboard
     echo(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve_dashboard(storage_url(storage), host, port, artifact_dir(storage))
+    code = serve_dashboard(storage_url(storage), host, port, artifact_dir(storage))
+    if code > 128:   # stopped by SIGTERM or SIGHUP (passed on to the dashboard): the shell's status for it
+        raise typer.Exit(code)

@@ -22,6 +22,7 @@ from facenet.eval.stats import ScoredPairs
 from facenet.preflight import check_data, check_run
 
 from ..record import RETRAIN, RETRAIN_FILE, RETRAINS, RetrainRecord, TrialRecord, best_trial
+from ..run.folders import known_folder
 from ..storage import StorageError
 from ..view.figures import roc_det_figs, save_png
 from ..view.noise import rank_top, within_noise_of_best
@@ -55,7 +56,7 @@ def retrain(study: optuna.Study, runs_root: Path, *, epochs: int | None = None, 
     """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked;
     record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there."""
     trial, config = best_config(study, number)
-    base = runs_root / study.study_name / f"retrain-{trial.number:04d}"
+    base = known_folder(runs_root, study) / f"retrain-{trial.number:04d}"   # this study's, not a namesake's
     changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
     if epochs:
         changes["epochs"] = epochs

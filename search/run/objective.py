@@ -23,19 +23,26 @@ from facenet.train import BEST_VAL_SCORES, EpochResult
 from .. import record as rec
 from ..record import origin_number
 from ..spec import StudySpec, suggest
-
-def trial_dir(runs_root: str | Path, study_name: str, number: int) -> Path:
-    return Path(runs_root) / study_name / f"trial-{number:04d}"
+from .folders import foreign_checkpoint, study_folder, trial_dir
 
 
 class Objective:
     def __init__(self, spec: StudySpec, runs_root: str | Path = "runs", device: str = "auto",
                  log: Callable[[str], None] = print):
         self.spec, self.runs_root, self.device, self.log = spec, Path(runs_root), device, log
+        self._folders: dict[str, Path] = {}   # study name -> its run folder (keyed by the study's stamp)
+
+    def folder_of(self, trial: optuna.trial.BaseTrial) -> Path:
+        study = getattr(trial, "study", None)
+        if study is None:   # a point outside any study (a fixed trial): the spec's name alone
+            return self.runs_root / self.spec.name
+        if study.study_name not in self._folders:
+            self._folders[study.study_name] = study_folder(self.runs_root, study)
+        return self._folders[study.study_name]
 
     def config_for(self, trial: optuna.trial.BaseTrial):
         params = suggest(trial, self.spec.space, self.spec.fixed)
-        run_dir = trial_dir(self.runs_root, self.spec.name, origin_number(trial))
+        run_dir = trial_dir(self.folder_of(trial), origin_number(trial))
         config = self.spec.to_config(params).replace(run_dir=str(run_dir))
         # the worker's --device when given, else the spec's (checked before any worker starts)
         return config if self.device == "auto" else config.replace(device=self.device)
@@ -58,6 +65,8 @@ class Objective:
                 self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
 
         prefix = f"[trial {trial.number}]"
+        if config.resume and (refusal := foreign_checkpoint(config)):
+            self._fail(trial, refusal)   # this trial's own failure: the circuit breaker does not stop the study
         if config.resume and (Path(config.run_dir) / "last.pt").exists():
             trial.set_user_attr(rec.RESUMED, f"from the checkpoint in {config.run_dir}")
         try:

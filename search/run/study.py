@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from ..record import DESCRIPTION, METRIC, PROMOTED_FROM, SIGNATURE, SPEC, origin_number
 from ..spec import StudySpec
 from ..storage import StorageError
-from .objective import trial_dir
+from .folders import WAIT_FOR_STAMP, stamp_new_study, study_folder, study_stamp, trial_dir
 
 
 def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -24,6 +24,7 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
         study = optuna.create_study(study_name=spec.name, storage=storage, direction="minimize")
     except optuna.exceptions.DuplicatedStudyError:   # another worker created it a moment ago
         return _existing(spec, storage, signature)
+    stamp_new_study(study)   # first: the key of its run folders (another worker waits for it)
     study.set_metric_names([METRIC])   # how optuna-dashboard and plots name the objective
     study.set_user_attr(SIGNATURE, signature)
     study.set_user_attr(SPEC, spec.to_json())
@@ -41,6 +42,7 @@ def _existing(spec: StudySpec, storage: optuna.storages.BaseStorage, signature: 
     if stored is not None and stored != signature:
         raise StorageError(f"study {spec.name!r} already exists in this storage with a different search space; "
                            f"give the spec another name: or use another --storage")
+    study_stamp(study, wait=WAIT_FOR_STAMP)   # its creator stamps it right after creating it
     return study
 
 
@@ -73,12 +75,13 @@ def prune_checkpoints(study: optuna.Study, runs: Path, keep: int) -> list[int]:
     ranked = sorted((t for t in done if t.state == TrialState.COMPLETE and t.value is not None),
                     key=lambda t: t.value)
     keep_runs = {origin_number(t) for t in ranked[:keep]}
+    folder = study_folder(runs, study)
     removed = []
     for t in done:
         number = origin_number(t)
         if number in keep_runs:
             continue
-        files = list(trial_dir(runs, study.study_name, number).glob("*.pt"))
+        files = list(trial_dir(folder, number).glob("*.pt"))
         for f in files:
             f.unlink(missing_ok=True)
         if files:

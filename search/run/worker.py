@@ -14,6 +14,8 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from facenet.errors import UserError
+
 from ..cost.budget import CostGuard
 from ..record import FAIL_KIND, FAIL_REASON, INTERRUPTED, NOT_RUN, WORKER, WorkerId
 from ..spec import StudySpec, build_pruner, build_sampler
@@ -84,6 +86,8 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         except Exception as e:
             if stopping:   # an error raised while the signal unwound the trial (a probe's cleanup, say): the
                 raise _Interrupted(stopping[0]) from e   # signal is the reason, and the trial resumes later
+            if isinstance(e, (UserError, OSError)) and FAIL_REASON not in trial.user_attrs:
+                trial.set_user_attr(FAIL_REASON, str(e))   # met before the objective (the cost probe's data)
             raise
 
     stopping: list[str] = []

@@ -29,7 +29,7 @@ PARAM_KEYS = {"float": ("type", "low", "high", "step", "log", "when"),
               "int": ("type", "low", "high", "step", "log", "when"),
               "categorical": ("type", "choices", "when")}
 NUMERIC_FIELDS = {"float": ("float",), "int": ("int", "float")}                  # param type -> field types it fits
-NAME = re.compile(r"[A-Za-z0-9_.-]+")
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")   # a folder name of its own: no '.', '..' or separators
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -257,13 +257,21 @@ def _signature(space: dict[str, ParamSpec], fixed: dict[str, Any], data: dict[st
     return hashlib.sha256(json.dumps(as_written, sort_keys=True).encode()).hexdigest()
 
 
+def name_problem(name: str) -> str | None:
+    """What is wrong with a study name (it names the study's run folder), or None."""
+    if NAME.fullmatch(name):
+        return None
+    return (f"{name!r}: use letters, digits, '_', '.' and '-' only, starting with a letter, digit or '_' "
+            f"(a study name names a folder: not '.', '..' or a path)")
+
+
 def parse_spec(raw: Any, source: str | Path | None = None) -> StudySpec:
     """A validated ``StudySpec`` from the YAML's mapping; ``source`` names the file in errors."""
     r = Reader(source)
     raw = r.mapping(raw, "", TOP_KEYS, required=("name", "space"))
     name = r.expect(raw["name"], "name", "a string")
-    if not NAME.fullmatch(name):
-        r.fail("name", f"{name!r}: use letters, digits, '_', '.' and '-' only")
+    if problem := name_problem(name):
+        r.fail("name", problem)
     description = r.expect(raw.get("description") or "", "description", "a string").strip()
     written: dict[str, str] = {}
     data = _parse_data(r, raw.get("data"), written)

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FLOORS = [   # lowest first: a room may import only rooms on lower floors
     {"facenet"},
-    {"search.record", "search.builtin"},
+    {"search.record", "search.builtin", "search.journal"},
     {"search.trials", "search.spec"},
     {"search.storage"},
     {"search.cost"},

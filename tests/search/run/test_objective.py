@@ -3,16 +3,22 @@ touched, the median rule prunes, a NaN loss prunes with its reason, an out-of-me
 fails with its batch size while the worker goes on, and every trial keeps its record."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
 
 from facenet.eval.stats import ScoredPairs
-from search.record import TrialRecord
+from search.record import FAIL_REASON, TrialRecord
 from search.run.objective import Objective
 from search.spec import build_pruner, build_sampler, parse_spec
 from search.run.worker import optimize_until
+from search.spec import load_spec
+from search.storage import open_storage
+from tests.search.run.test_workers import write_spec
 
 
 def make_spec(data, **over):
@@ -137,3 +143,20 @@ def test_conditional_params_reach_the_config(synth_data, tmp_path, loss):
     t = study.trials[0]
     assert t.state == TrialState.COMPLETE
     assert t.user_attrs["config"]["loss"] == loss and t.user_attrs["config"]["margin"] == 0.25
+
+
+@pytest.fixture
+def data(synth_data, tmp_path) -> Path:
+    return Path(shutil.copytree(synth_data, tmp_path / "data"))
+
+
+def test_a_scan_error_during_a_study_is_the_trials_failure_reason(data, tmp_path):
+    """Met after the preflight (the loop appears while the study runs): recorded on the trial, study stopped."""
+    spec = load_spec(write_spec(tmp_path / "s.yaml", data, "looped", n_trials=2))
+    loop = data / "train1" / "id00001" / "loop.jpg"
+    loop.symlink_to(loop.name)
+    study = optuna.create_study(study_name="looped", storage=open_storage(str(tmp_path / "s.journal")))
+    with pytest.raises(Exception, match="Too many levels of symbolic links"):
+        optimize_until(study, Objective(spec, tmp_path / "runs", "cpu", log=lambda m: None), 2, log=lambda m: None)
+    (failed,) = study.get_trials(states=(TrialState.FAIL,))
+    assert str(loop) in failed.user_attrs[FAIL_REASON]

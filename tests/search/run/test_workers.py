@@ -164,8 +164,9 @@ def test_only_the_best_k_trials_keep_their_checkpoints(synth_data, tmp_path, mon
     assert run_worker(load_spec(spec_path), url, log=lambda m: None) == 4
     trials = trials_of(url, "bounded")
     best_two = {t.number for t in sorted(trials, key=lambda t: t.value)[:2]}
+    (folder,) = (tmp_path / "runs").glob("bounded-*")   # the study's own, keyed by its stamp
     for t in trials:
-        kept = sorted(p.name for p in (tmp_path / "runs" / "bounded" / f"trial-{t.number:04d}").glob("*.pt"))
+        kept = sorted(p.name for p in (folder / f"trial-{t.number:04d}").glob("*.pt"))
         assert kept == (["best.pt", "last.pt"] if t.number in best_two else []), (t.number, kept)
 
 

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -21,6 +22,7 @@ from search.spec import parse_spec
 from search.view.dashboard import LAUNCH, dashboard_command, free_port
 from search.storage import open_storage
 
+CLI = [sys.executable, "-P", "-m", "search.cli"]
 DISTS = {"loss": CategoricalDistribution(["arcface", "softmax"]), "lr": FloatDistribution(1e-4, 1e-1, log=True)}
 TRIALS = [(TrialState.COMPLETE, 12.5, "arcface", 1e-3), (TrialState.COMPLETE, 9.25, "softmax", 3e-3),
           (TrialState.PRUNED, None, "softmax", 5e-2)]
@@ -115,9 +117,61 @@ def test_ctrl_c_stops_dashboard_quietly(to, tmp_path):
 
 def test_command_line_per_storage(tmp_path):
     journal = dashboard_command(f"journal:{tmp_path}/s.journal", "0.0.0.0", 9000, None)
-    assert journal[:3] == [sys.executable, "-c", LAUNCH]
-    assert journal[3:] == [f"{tmp_path}/s.journal", "--storage-class", "JournalFileStorage",
+    assert journal[:4] == [sys.executable, "-c", LAUNCH, str(os.getpid())]   # its parent: it dies with it
+    assert journal[4:] == [f"{tmp_path}/s.journal", "--storage-class", "JournalFileStorage",
                            "--host", "0.0.0.0", "--port", "9000"]
-    assert dashboard_command("postgresql://u:p@h/db", "127.0.0.1", 1, None)[3] == "postgresql+psycopg://u:p@h/db"
-    assert dashboard_command("sqlite:///x.db", "127.0.0.1", 1, tmp_path)[3:] == [
+    assert dashboard_command("postgresql://u:p@h/db", "127.0.0.1", 1, None)[4] == "postgresql+psycopg://u:p@h/db"
+    assert dashboard_command("sqlite:///x.db", "127.0.0.1", 1, tmp_path)[4:] == [
         "sqlite:///x.db", "--host", "127.0.0.1", "--port", "1", "--artifact-dir", str(tmp_path)]
+
+
+# ---------------------------------------------------------------- the dashboard's child
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+        return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_the_dashboard_child_stops_with_facesearch_dashboard(tmp_path, sig):
+    journal = str(tmp_path / "s.journal")
+    optuna.create_study(study_name="shown", storage=open_storage(journal))
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "dashboard", "--storage", journal, "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not answers(port):
+            assert proc.poll() is None and time.time() < deadline, "the dashboard answers within 120 s"
+            time.sleep(0.3)
+        (child,) = children(proc.pid)
+        os.kill(proc.pid, sig)                                  # the command alone, as kill or systemd does
+        code = proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while not gone(child) and time.time() < deadline:
+            time.sleep(0.2)
+        assert gone(child), f"optuna-dashboard (pid {child}) outlived facesearch dashboard"
+        assert not answers(port)
+        assert code in (128 + sig, 130), code
+        assert "Traceback" not in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
