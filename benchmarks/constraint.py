@@ -29,7 +29,7 @@ from facenet.data.folders import IdentityFolder, PairList
 from facenet.models import MODELS, WIDTHS, count_params
 from facenet.train import EpochResult, RunResult
 from search.run.objective import Objective
-from search.finish.quickstart import SYNTH
+from search.plan.quickstart import SYNTH
 from search.spec import StudySpec
 from search.run.worker import optimize_until
 

@@ -37,13 +37,14 @@ class Speed:
         return asdict(self)
 
 
-def device_label(device: torch.device | str) -> str:
+def device_label(device: torch.device | str, threads: int | None = None) -> str:
     """The name rates are kept under: the GPU's name, or the CPU's model and the intra-op threads
-    (a worker's OMP_NUM_THREADS changes its speed as much as another CPU would)."""
+    (a worker's OMP_NUM_THREADS changes its speed as much as another CPU would); ``threads``: another
+    process's (default: this one's)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu: {_cpu_model()} x{torch.get_num_threads()} threads"
+    return f"cpu: {_cpu_model()} x{threads or torch.get_num_threads()} threads"
 
 
 def _cpu_model() -> str:

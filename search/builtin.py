@@ -1,4 +1,4 @@
-"""The studies shipped with facesearch: their names, their files, and a CLI argument that names one.
+"""The studies and plans shipped with facesearch: their names, their files, and a CLI argument that names one.
 
 In a checkout (or an editable install) they are the top-level ``studies/*.yaml`` users see; a wheel carries
 the same files as ``search/studies/*.yaml`` (pyproject.toml maps the folder into the package).
@@ -43,3 +43,23 @@ def resolve_study(arg: str | Path) -> Path:
         return builtin
     raise UnknownStudy(f"{arg}: no such study spec file nor built-in study; built-in studies: "
                        f"{', '.join(builtin_names())}")
+
+
+def plans_dir() -> Path:
+    """The shipped plans (``studies/plans/*.yaml``): phases of built-in studies under one budget."""
+    return builtin_dir() / "plans"
+
+
+def plan_names() -> list[str]:
+    return sorted(p.stem for p in plans_dir().glob("*.yaml"))
+
+
+def resolve_plan(arg: str | Path) -> Path:
+    """A plan file, or the shipped plan of that name (a file of that name wins)."""
+    path = Path(arg)
+    if path.is_file():
+        return path
+    shipped = plans_dir() / f"{arg}.yaml"
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    raise UnknownStudy(f"{arg}: no such plan file nor shipped plan; shipped plans: {', '.join(plan_names())}")

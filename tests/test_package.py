@@ -79,7 +79,8 @@ def test_builtin_studies_resolve_by_name_or_path(tmp_path, monkeypatch):
 
 def test_wheel_holds_every_module_and_builtin_study(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    studies = {f"search/studies/{p.name}" for p in (ROOT / "studies").glob("*.yaml")}
+    studies = {f"search/studies/{p.relative_to(ROOT / 'studies').as_posix()}"
+               for p in [*(ROOT / "studies").glob("*.yaml"), *(ROOT / "studies" / "plans").glob("*.yaml")]}
     sources = [*ROOT.glob("facenet/**/*.py"), *ROOT.glob("search/**/*.py")]
     modules = {p.relative_to(ROOT).as_posix() for p in sources}
     assert len(studies) >= 8 and studies <= names, sorted(studies - names)
@@ -91,11 +92,12 @@ def test_installed_command_runs_from_an_empty_folder(venv, tmp_path):
     assert "quickstart" in help_text and "study" in help_text
     probe = ("import json, facenet, search, search.builtin as b; print(json.dumps({"
              "'search': search.__file__, 'facenet': facenet.__file__, 'dir': str(b.builtin_dir()), "
-             "'names': b.builtin_names()}))")
+             "'names': b.builtin_names(), 'plans': b.plan_names()}))")
     found = json.loads(run([venv / "bin" / "python", "-c", probe], cwd=tmp_path, env=user_env()).stdout)
     for key in ("search", "facenet", "dir"):   # the wheel's copy, not this checkout or an editable install
         assert Path(found[key]).is_relative_to(venv), (key, found[key])
     assert found["names"] == sorted(p.stem for p in (ROOT / "studies").glob("*.yaml"))
+    assert found["plans"] == sorted(p.stem for p in (ROOT / "studies" / "plans").glob("*.yaml")) != []
 
 
 def test_builtin_quickstart_study_runs_from_the_installed_package(venv, tmp_path):

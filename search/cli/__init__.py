@@ -1,8 +1,8 @@
 """The ``facesearch`` command line: each command parses its options and calls one function.
 
 Commands live by room: ``data`` (synthetic faces), ``train`` (train, score, params), ``study`` (run,
-worker, studies, status, best), ``cost`` (calibrate, plan), ``finish`` (retrain, export, quickstart),
-``view`` (report, dashboard).
+worker, studies, status, best), ``cost`` (calibrate), ``plan`` (price, run, status), ``finish`` (retrain,
+export, quickstart), ``view`` (report, dashboard).
 User errors (bad paths, bad YAML, unknown names, unreachable storage) end in one line on stderr and
 exit status 2; ``--debug`` anywhere on the command line shows the traceback instead.
 """
@@ -14,13 +14,14 @@ import typer
 
 from .common import app
 # each module registers its commands on app; this order is the order of --help
-from . import data, train, study, cost, finish, view  # noqa: F401, I001
+from . import data, train, study, cost, plan, finish, view  # noqa: F401, I001
 
 
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     if debug:
         sys.argv.remove("--debug")
+    sys.argv[:] = plan.legacy_plan_args(sys.argv)
     try:
         from ..trials import quiet_optuna
 

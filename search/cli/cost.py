@@ -1,4 +1,4 @@
-"""``facesearch calibrate`` and ``plan``: what trials cost here, and what a plan of phases will cost."""
+"""``facesearch calibrate``: what trials cost here (``plan price`` lives with the other plan commands)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,29 +34,3 @@ def calibrate(
     table = measure(spec_paths, open_storage(storage), device=device, out=out, data=data, keys=keys, steps=steps,
                     warmup=warmup, eval_images=eval_images, log=echo, min_seconds=min_seconds)
     echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}")
-
-
-@app.command()
-def plan(
-    spec_paths: List[Path] = typer.Argument(..., metavar="STUDY.yaml...",
-                                            help="The phases (chained by from:)."),
-    hours: float = typer.Option(..., help="GPU-hours for all phases together."),
-    gpus: int = typer.Option(1, help="GPUs running trials at once (for the wall-clock column)."),
-    calibration: Optional[Path] = typer.Option(None, help="A calibration file (default: the storage's)."),
-    storage: Storage = None,
-    device: Optional[str] = typer.Option(None, help="Calibrated device to plan for (if several)."),
-    data_size: List[str] = typer.Option([], help="Size of a data set that is not here: train1=2882x174 "
-                                                 "(identities x images each) or val=50000 (images)."),
-    fit: bool = typer.Option(False, help="Scale trials (then epochs) to fit, and print what changed."),
-) -> None:
-    """Price every phase before it runs: trials, epochs, resolution, GPU-hours, wall-clock hours on N GPUs."""
-    from ..cost.calibration import CalibrationTable, stored_table
-    from ..cost.datasize import DataSizes
-    from ..cost.plan import run_plan
-    from ..storage import open_storage
-
-    table = CalibrationTable.load(calibration) if calibration else stored_table(open_storage(storage))
-    sizes = DataSizes(table.census)
-    for text in data_size:
-        sizes.add_override(text)
-    run_plan(spec_paths, hours, max(1, gpus), table, device, sizes, fit, echo)

@@ -77,22 +77,32 @@ def export(
 
 @app.command()
 def quickstart(
-    out: Path = typer.Option(Path("quickstart"), help="Folder for data, study, runs, bundle, scores, report."),
+    out: Path = typer.Option(Path("quickstart"), help="Folder for data, studies, runs, bundle, scores, report."),
     workers: int = typer.Option(2, help="Worker processes."),
 ) -> None:
-    """The main job on synthetic faces: synthesise, search, retrain, export, score, report (minutes on 2 CPUs)."""
-    from ..finish.quickstart import run_quickstart
+    """The main job on synthetic faces as a plan: synthesise, two search phases under one budget, then retrain,
+    export, score and report (minutes on 2 CPUs)."""
+    from ..plan.quickstart import run_quickstart
     from ..view.trial_log import log_line
 
     live = sys.stdout.isatty()   # without a terminal: a line per trial and per worker event, with the time
     r = run_quickstart(out, workers, log=print if live else log_line, live=live)
-    t = r["timings"]
+    t, s = r["timings"], r["status"]
     echo("")
-    echo(f"quickstart done in {t['total']:.0f}s (data {t['data']:.0f}s, study {t['study']:.0f}s, "
-         f"retrain {t['retrain']:.0f}s)")
-    echo(f"  best trial {r['best_trial']}: search val EER {r['search_val_eer']:.2f}%, retrained val EER "
-         f"{r['val_eer']:.2f}%, test EER {r['test_eer']:.2f}%")
-    for key, label in (("data", "synthetic faces"), ("storage", "study storage"), ("run", "retrained run"),
-                       ("bundle", "export bundle"), ("scores", "test scores"), ("report", "report")):
-        echo(f"  {label:16s} {r[key]}")
+    echo(f"quickstart done in {t['total']:.0f}s (data {t['data']:.0f}s, plan {t['plan']:.0f}s: "
+         f"{s['spent_hours'] * 3600:.0f} of {s['hours'] * 3600:.0f} CPU-seconds budgeted)")
+    for p in s["phases"]:
+        best = "" if p["best_value"] is None else f", best val EER {p['best_value']:.2f}% (trial {p['best_number']})"
+        echo(f"  phase {p['name']:16s} {p['trials_run']} trial(s){best}")
+    f = s["finish"]
+    if "test_eer" in f:
+        echo(f"  winner: {f['study']} trial {f['trial']}: retrained val EER {f['val_eer']:.2f}%, "
+             f"test EER {f['test_eer']:.2f}%")
+    for key, label in (("run", "retrained run"), ("bundle", "export bundle"), ("scores", "test scores"),
+                       ("report", "plan report")):
+        if key in f:
+            echo(f"  {label:16s} {f[key]}")
+    echo(f"  synthetic faces  {r['data']}")
+    echo(f"  study storage    {r['storage']}")
     echo(f"  dashboard        facesearch dashboard --storage {r['storage']}")
+    echo(f"  the plan         facesearch plan status {r['plan']} --storage {r['storage']}")

@@ -69,18 +69,31 @@ def study_run(
 
 @app.command()
 def worker(
-    spec_path: Path = typer.Argument(..., metavar="STUDY",
-                                   help="Study spec file (the same on every machine), or a built-in study's name."),
+    spec_path: Optional[Path] = typer.Argument(None, metavar="STUDY", help="Study spec file (the same on every "
+                                               "machine), or a built-in study's name."),
     storage: Storage = None,
     worker_id: int = typer.Option(0, help="Distinct per worker: offsets the sampler seed."),
     n_trials: Optional[int] = typer.Option(None, help="Stop when the study holds this many trials."),
     timeout: Timeout = None,
     device: Device = "auto",
+    plan: Optional[str] = typer.Option(None, help="Follow this plan's active phase instead of one study "
+                                                  "(plan file or shipped plan's name); stops when it ends."),
 ) -> None:
-    """Join a study as one worker (run one per GPU on any machine that reaches the storage)."""
+    """Join a study as one worker (run one per GPU on any machine that reaches the storage), or follow a plan."""
     from ..run.tether import reporting_exit, tie_to_supervisor
     from ..run.worker import run_worker
 
+    if plan is not None or spec_path is None:
+        from ..plan.follow import follow_plan
+        from .plan import _load
+
+        if plan is None:
+            from facenet.errors import ConfigError
+
+            raise ConfigError("worker: give a STUDY (spec file or built-in name), or --plan PLAN to follow a plan")
+        joined = follow_plan(_load(plan), storage, worker_id, device, log=lambda m: echo(m))
+        echo(f"worker {worker_id}: followed {len(joined)} phase(s): {', '.join(joined) or 'none'}")
+        return
     limit = seconds(timeout)
     supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
     with reporting_exit():   # study run reads the error this worker stops on from there, not from its log

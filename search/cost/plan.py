@@ -189,6 +189,13 @@ def choose_device(table: CalibrationTable, wanted: str | None) -> str:
 def build_plan(paths: list[Path], table: CalibrationTable, device: str | None = None,
                sizes: DataSizes | None = None, samples: int = SAMPLES) -> tuple[list[Phase], str]:
     """The phases of ``paths`` in order, each priced at ``samples`` drawn points; (phases, device)."""
+    phases, pricer = priced_phases(paths, table, device, sizes, samples)
+    return phases, pricer.device
+
+
+def priced_phases(paths: list[Path], table: CalibrationTable, device: str | None = None,
+                  sizes: DataSizes | None = None, samples: int = SAMPLES) -> tuple[list[Phase], Pricer]:
+    """``build_plan`` with the pricer that priced it (the plan fitter prices changed fidelities with it)."""
     device = choose_device(table, device)
     pricer = Pricer(table, device, sizes or DataSizes(table.census))
     phases: dict[str, Phase] = {}
@@ -202,7 +209,7 @@ def build_plan(paths: list[Path], table: CalibrationTable, device: str | None = 
         raise CalibrationError(f"no calibration on {device!r} for {len(pricer.missing)} network(s), e.g. "
                                f"{'; '.join(', '.join(f'{k}={v}' for k, v in m.items()) for m in first)}; "
                                f"run facesearch calibrate with these studies on that machine")
-    return list(phases.values()), device
+    return list(phases.values()), pricer
 
 
 def _trials(phase: Phase) -> int:

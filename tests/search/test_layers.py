@@ -16,6 +16,7 @@ FLOORS = [   # lowest first: a room may import only rooms on lower floors
     {"search.cost"},
     {"search.run", "search.view"},
     {"search.finish"},
+    {"search.plan"},            # runs phases and finishes them (finish.retrain); the quickstart is a plan
     {"search.cli", "search"},   # the command line and the package's own API on top
 ]
 

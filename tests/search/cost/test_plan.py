@@ -1,6 +1,6 @@
 """Multi-fidelity with real short trials: a proxy study (24 px, 12 identities, 1 epoch) whose best 3
 trials are promoted to full fidelity (32 px, every identity, 2 epochs) and ranked there, with the
-report's Spearman section; successive-halving rungs reported; ``facesearch plan`` over the two
+report's Spearman section; successive-halving rungs reported; ``facesearch plan price`` over the two
 chained phases (exit 2 over budget, ``--fit`` fits); and every shipped study loads and chains."""
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_plan_exits_2_over_budget_and_fit_fits(phases):
                       min_seconds=0.2)
     assert len(table.entries) == 4 and out.exists()   # 2 widths x 2 resolutions
     specs = [str(phases["full"]), str(phases["proxy"])]   # any order: from: sets it
-    fits = cli("plan", *specs, "--hours", "1", "--calibration", str(out))
+    fits = cli("plan", "price", *specs, "--hours", "1", "--calibration", str(out))
     assert fits.returncode == 0, fits.stderr
     rows = [line for line in fits.stdout.splitlines() if line.startswith(("│ proxy", "│ full"))]
     assert [r.split("│")[1].strip() for r in rows] == ["proxy", "full"]
@@ -128,15 +128,16 @@ def test_plan_exits_2_over_budget_and_fit_fits(phases):
     needed = sum(float(r.split("│")[7].strip().rstrip("~")) for r in rows)   # GPU-hours column
     tight = f"{needed / 3:.6g}"                                                  # a third of that
 
-    over = cli("plan", *specs, "--hours", tight, "--calibration", str(out))
+    over = cli("plan", "price", *specs, "--hours", tight, "--calibration", str(out))
     one_line_error(over, "the plan needs", "GPU-hours", "over the", "rerun with --fit")
-    fitted = cli("plan", *specs, "--hours", tight, "--calibration", str(out), "--fit")
+    fitted = cli("plan", "price", *specs, "--hours", tight, "--calibration", str(out), "--fit")
     assert fitted.returncode == 0, fitted.stderr
     changes = re.findall(r"fit: (\w+): (n_trials|top) (\d+) -> (\d+)", fitted.stdout)
     assert changes and all(int(new) < int(old) for _, _, old, new in changes)
     assert re.search(r"fits \(", fitted.stdout)
 
-    one_line_error(cli("plan", *specs, "--hours", "1", "--calibration", str(phases["tmp"] / "none.json")),
+    one_line_error(cli("plan", "price", *specs, "--hours", "1", "--calibration",
+                       str(phases["tmp"] / "none.json")),
                    "calibration file not found")
 
 
