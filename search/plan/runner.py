@@ -106,7 +106,7 @@ def calibrate_here(plan: PlanSpec, storage, threads: int | None, limit_s: float,
     from ..cost.calibrate import probe_points
 
     def measure(config, say):
-        return probe(config, 2, 1, 64, log=say, min_seconds=0.2).to_dict()
+        return probe(config, steps=2, warmup=1, eval_images=64, log=say, min_seconds=0.2).to_dict()
 
     import torch
 
