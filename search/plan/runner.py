@@ -21,7 +21,6 @@ from facenet.units import fmt_hours
 
 from ..cost.calibration import CalibrationError, CalibrationTable, SharedCalibration, stored_table
 from ..cost.datasize import DataSizes
-from ..cost.estimate import Estimate
 from ..cost.plan import PlanOverBudget, priced_phases
 from ..cost.spend import spent_seconds
 from ..record import TrialRecord, best_trial
@@ -138,8 +137,8 @@ def measured_pace(storage, names: list[str]) -> float:
         for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False, states=(
                 TrialState.COMPLETE, TrialState.PRUNED)):
             r = TrialRecord.of(t)
-            if "seconds" in r.estimate and r.seconds and t.intermediate_values:
-                est = Estimate.from_dict(r.estimate)
+            est = r.estimate
+            if est is not None and r.seconds and t.intermediate_values:
                 real += r.seconds
                 estimated += est.for_epochs(len(t.intermediate_values)) / est.scale
     return real / estimated if real and estimated else 1.0
