@@ -9,6 +9,9 @@ from optuna.trial import FrozenTrial, TrialState
 from .record import FAIL_KIND, FAIL_REASON, RETRY_OF, origin_number
 
 
+MAX_RETRY = 3   # retries of a trial whose worker died (a crash each time is the trial's own fault)
+
+
 def quiet_optuna() -> None:
     """Optuna's INFO lines (a line per trial, per in-memory study) off: what ``main()`` and a worker do when they
     start, never an import (a notebook that imports facesearch keeps its own logging)."""

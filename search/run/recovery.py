@@ -2,15 +2,43 @@
 journal file (this machine), failed, and queued again so the retry resumes the original's checkpoint."""
 from __future__ import annotations
 
+import signal
 from typing import Callable
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ..record import INTERRUPTED, RETRY_OF, WORKER, TrialRecord, WorkerId, origin_number
-from ..trials import RetryStaleTrial, fail_trial, requeue
+from ..trials import MAX_RETRY, RetryStaleTrial, fail_trial
+from ..trials import requeue as queue_retry
 
-__all__ = ["RetryStaleTrial", "fail_trial", "recover_dead_trials", "requeue", "settle"]
+__all__ = ["MAX_RETRY", "STOP_SIGNALS", "RetryStaleTrial", "fail_trial", "interrupt", "recover_dead_trials",
+           "requeue", "settle"]
+
+# the walltime warnings: Slurm's --signal=USR1@T by convention, USR2 for submitit's default
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, log: Callable[[str], None] = print) -> bool:
+    """Queue the same params again, pointing at the original trial's checkpoint; False (and a line saying
+    why) when the trial's worker died ``MAX_RETRY`` times already. Interruptions do not count: each one
+    resumes where the last stopped."""
+    origin = origin_number(trial)
+    died = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if origin_number(t) == origin and TrialRecord.of(t).failure]   # interruptions are no failure
+    if len(died) > MAX_RETRY:
+        log(f"trial {trial.number}: not queued again: trial {origin}'s worker died {len(died)} times")
+        return False
+    queue_retry(study, trial)
+    return True
+
+
+def interrupt(study: optuna.Study, trial: FrozenTrial, why: str, log: Callable[[str], None] = print) -> None:
+    """A trial stopped by a signal, on any storage: queue its retry first, then fail it, so whoever sees it
+    failed also sees its retry (and never queues a second one)."""
+    queue_retry(study, trial)
+    fail_trial(study, trial, f"{INTERRUPTED} by {why}", INTERRUPTED)
+    log(f"trial {trial.number}: interrupted by {why}; queued again to resume from its checkpoint")
 
 
 def settle(study: optuna.Study, log: Callable[[str], None] = print) -> None:
@@ -40,13 +68,13 @@ def recover_dead_trials(study: optuna.Study, pids: set[int] | None = None, reaso
             pid = owner.pid
             if (pids is not None and pid in pids) or (pids is None and owner.gone):
                 fail_trial(study, t, f"{reason} (pid {pid})")   # the record says why, as any failure
-                log(f"trial {t.number}: {reason} (pid {pid}); marked failed and queued again")
-                requeue(study, t)
+                if requeue(study, t, log):
+                    log(f"trial {t.number}: {reason} (pid {pid}); marked failed and queued again")
                 recovered.append(t.number)
         elif (pids is None and t.state == TrialState.FAIL
               and TrialRecord.of(t).fail_kind == INTERRUPTED
               and origin_number(t) not in retried and t.number not in retried):
-            requeue(study, t)
+            requeue(study, t, log)
             retried.add(origin_number(t))
             log(f"trial {t.number}: was interrupted; queued again to resume from its checkpoint")
             recovered.append(t.number)

@@ -10,14 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FLOORS = [   # lowest first: a room may import only rooms on lower floors
     {"facenet"},
-    {"search.record", "search.builtin", "search.journal"},
+    {"search.record", "search.builtin", "search.journal", "search.logline", "search.track",
+     "search.proxy"},
     {"search.trials", "search.spec"},
     {"search.storage"},
     {"search.cost"},
     {"search.run", "search.view"},
     {"search.finish"},
     {"search.plan"},            # runs phases and finishes them (finish.retrain); the quickstart is a plan
-    {"search.cli", "search"},   # the command line and the package's own API on top
+    {"search.cli", "search", "search.api"},   # the command line and the package's own API on top
 ]
 
 
