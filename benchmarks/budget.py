@@ -61,7 +61,7 @@ class Run:
         for study, t in self.trials:
             r = TrialRecord.of(t)
             seconds += r.spent
-            images += r.estimate.get("images_per_epoch", 0) * len(t.intermediate_values)
+            images += (r.estimate.images_per_epoch if r.estimate else 0) * len(t.intermediate_values)
             if (study, t.number) in self.full and t.state == TrialState.COMPLETE and t.value is not None:
                 best = min(best, t.value)
             out.append((seconds, images, best))
@@ -137,11 +137,9 @@ def strategies(a, seed: int, data: Path, storage, work: Path,
 def estimate_error(t) -> tuple[float, float, float] | None:
     """(estimate for the epochs it ran, measured seconds, |error| %) of a trial that trained."""
     r = TrialRecord.of(t)
-    if "seconds" not in r.estimate or not r.seconds or not t.intermediate_values:
+    if r.estimate is None or not r.seconds or not t.intermediate_values:
         return None
-    from search.cost.estimate import Estimate
-
-    est = Estimate.from_dict(r.estimate).for_epochs(len(t.intermediate_values))
+    est = r.estimate.for_epochs(len(t.intermediate_values))
     return est, r.seconds, 100 * abs(est - r.seconds) / r.seconds
 
 

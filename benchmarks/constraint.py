@@ -24,12 +24,12 @@ import search.run.objective
 from common import face_set, open_study, parse, parser, quickstart_spec, ratio_line, temp_dir, timed
 from facenet import fit
 from facenet.config import TrainConfig
-from facenet.data.cache import cache_size, load_images
+from facenet.data.cache import CacheSpec, cache_size, load_images
 from facenet.data.folders import IdentityFolder, PairList
 from facenet.models import MODELS, WIDTHS, count_params
 from facenet.train import EpochResult, RunResult
 from search.run.objective import Objective
-from search.finish.quickstart import SYNTH
+from search.plan.quickstart import SYNTH
 from search.spec import StudySpec
 from search.run.worker import optimize_until
 
@@ -81,9 +81,9 @@ def trial_seconds(spec: StudySpec, work: Path, epochs: int) -> float:
     """One real quickstart trial (its first enqueued point) trained for ``epochs``, caches built beforehand."""
     config = spec.to_config(spec.enqueue[0]).replace(run_dir=str(work / "trial"), device="cpu", epochs=epochs)
     train = IdentityFolder.scan(config.train_path)
-    load_images(train.root, train.paths, cache_size(config.resolution), config.cache_dir)
+    load_images(train.root, train.paths, cache_size(config.resolution), CacheSpec.of(config))
     val = PairList.read(config.val_path, config.val_list, config.max_val_pairs)
-    load_images(val.root, val.images, cache_size(config.resolution), config.cache_dir)
+    load_images(val.root, val.images, cache_size(config.resolution), CacheSpec.of(config))
     with timed() as t:
         fit(config, log=lambda m: None)
     return t()

@@ -22,7 +22,7 @@ from torchvision import transforms as T
 
 from common import device, face_set, parse, parser, ratio_line, temp_dir, timed
 from facenet.config import TrainConfig
-from facenet.data.cache import cache_size
+from facenet.data.cache import CacheSpec, cache_size
 from facenet.data.folders import PairList
 from facenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facenet.eval.evaluate import Verifier, eer
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(pairs.lines)} pairs over {len(pairs.images)} unique images, {a.model} width {a.width} "
               f"at {a.res} px, {dev}")
         with timed() as cold:   # first evaluation: decodes into the cache, then embeds
-            verifier = Verifier(pairs, a.res, cache)
+            verifier = Verifier(pairs, a.res, CacheSpec(cache))
             ours_eer = verifier.eer(model, dev)
         later = []
         for _ in range(3):   # every later epoch: the cache is there

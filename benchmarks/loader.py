@@ -21,7 +21,7 @@ from torchvision import datasets, transforms as T
 from common import alternate, device, face_set, parse, parser, ratio_line, temp_dir, timed
 from facenet.config import TrainConfig
 from facenet.data.augment import build_augment
-from facenet.data.cache import cache_size, load_images
+from facenet.data.cache import CacheSpec, cache_size, load_images
 from facenet.data.folders import IdentityFolder
 from facenet.data.loader import BatchLoader
 from facenet.data.sampler import ClassBalancedSampler
@@ -53,7 +53,7 @@ def ours(root: Path, res: int, identities: int, per_class: int, batches: int, wo
     """(a function measuring images/s, cache build seconds)."""
     folder = IdentityFolder.scan(root)
     with timed() as build:
-        images = load_images(folder.root, folder.paths, cache_size(res), cache)
+        images = load_images(folder.root, folder.paths, cache_size(res), CacheSpec(cache))
     sampler = ClassBalancedSampler(folder.labels, identities, per_class, max_img_per_cls=500, seed=0)
     augment = build_augment(TrainConfig(augment="flip", seed=0))
     loader = BatchLoader(images.array, folder.labels, sampler, res, augment.flip, workers, device=dev)

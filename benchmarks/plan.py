@@ -45,7 +45,7 @@ def scored(model, root: Path, split: str):
     from facenet.eval.stats import ScoredPairs
 
     pairs = PairList.read(root / split, f"{split}_pairs.csv")
-    s = ScoredPairs.of(pairs, score_pairs(model, pairs, "cpu"))
+    s = ScoredPairs.of(pairs, score_pairs(model, pairs, device="cpu"))
     return s, s.interval()
 
 

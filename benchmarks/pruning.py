@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from common import face_set, open_study, parse, parser, quickstart_spec, ratio_line, temp_dir, timed
 from search.run.objective import Objective
-from search.finish.quickstart import SYNTH
+from search.plan.quickstart import SYNTH
 from search.spec import StudySpec
 from search.run.worker import optimize_until
 

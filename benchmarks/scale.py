@@ -28,7 +28,7 @@ from PIL import Image
 
 from common import machine, parse, parser, temp_dir, timed
 from facenet.config import TrainConfig
-from facenet.data.cache import cache_size, load_images
+from facenet.data.cache import CacheSpec, cache_size, load_images
 from facenet.data.cache_entry import entry_for
 from facenet.data.cache_formats import BatchedJpeg, gpu_decode_ok
 from facenet.data.folders import IdentityFolder, PairList
@@ -201,7 +201,7 @@ def builds_and_loaders(a, work: Path, folder: IdentityFolder, r: dict) -> None:
         for fmt in ("raw", "jpeg"):
             cpu = time.process_time()
             with timed() as t:
-                caches[res, fmt] = load_images(folder.root, subset, cache_size(res), work / "c", fmt=fmt)
+                caches[res, fmt] = load_images(folder.root, subset, cache_size(res), CacheSpec(work / "c", fmt))
             cpu = time.process_time() - cpu
             size = caches[res, fmt].path.stat().st_size
             r["build", res, fmt] = size / len(subset)
@@ -226,7 +226,7 @@ def scoring(a, work: Path, folder: IdentityFolder, r: dict) -> Path:
     pairs_file = pair_list(folder, work / "pairs.csv", a.pairs, a.pair_images)
     pairs = PairList.read(folder.root, pairs_file)
     with timed() as t:
-        verifier = Verifier(pairs, a.score_res, work / "c")
+        verifier = Verifier(pairs, a.score_res, CacheSpec(work / "c"))
     build = t()
     model = build_model(TrainConfig(model="resnet_w", width=0.125, n_out=128))
     embedded: list[int] = []
@@ -242,7 +242,7 @@ def scoring(a, work: Path, folder: IdentityFolder, r: dict) -> Path:
           f"({verifier.images.format} cache built in {build:.1f} s; resnet_w width 0.125, n_out 128): "
           f"embedding + scores + EER {min(times):.2f} s; images through the model {sum(embedded):,}",
           flush=True)
-    load_images(folder.root, pairs.images, cache_size(a.score_res), work / "c", fmt="jpeg")   # workers' val
+    load_images(folder.root, pairs.images, cache_size(a.score_res), CacheSpec(work / "c", "jpeg"))   # workers' val
     return pairs_file
 
 
@@ -254,7 +254,7 @@ def worker_memory(a, work: Path, folder: IdentityFolder, pairs_file: Path, r: di
         tree = work / ("tree" if n == a.images else f"tree{n}")
         with timed() as t:
             f = IdentityFolder.scan(tree)
-            load_images(f.root, f.paths, cache_size(a.score_res), work / "c", fmt="jpeg")
+            load_images(f.root, f.paths, cache_size(a.score_res), CacheSpec(work / "c", "jpeg"))
         built[n] = t()
     for n in sizes:
         tree = work / ("tree" if n == a.images else f"tree{n}")
@@ -296,7 +296,7 @@ def gpu_decode() -> None:
     with temp_dir("facesearch-scale-gpu-") as work:
         link_tree(work / "tree", distinct_faces(work / "faces", 512, 16), 2048, 64)
         f = IdentityFolder.scan(work / "tree")
-        packed = load_images(f.root, f.paths, cache_size(224), work / "c", fmt="jpeg")
+        packed = load_images(f.root, f.paths, cache_size(224), CacheSpec(work / "c", "jpeg"))
         rate, _ = loader_rate(BatchedJpeg(packed, "cuda"), f.labels, 224, 1, 8192)
         print(f"GPU decode 224 px ({torch.cuda.get_device_name()}): {rate:.0f} images/s", flush=True)
 

@@ -6,7 +6,8 @@ does not pay for torch and every backbone.
 from importlib import import_module
 
 _EXPORTS = {
-    "TrainConfig": "config", "fit": "train", "EpochResult": "train", "RunResult": "train",
+    "TrainConfig": "config", "PARAM_CAP": "config", "feasibility": "runnable",
+    "fit": "train", "EpochResult": "train", "RunResult": "train",
     "ConfigError": "errors", "NonFiniteLoss": "errors", "DataError": "errors", "UserError": "errors",
     "build_model": "models", "count_params": "models",
     "EerInterval": "eval.stats", "ScoredPairs": "eval.stats", "eer_interval": "eval.stats",

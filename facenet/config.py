@@ -15,6 +15,8 @@ import yaml
 
 from .errors import ConfigError, did_you_mean
 
+PARAM_CAP = 11_500_000   # the course's cap on the embedding network (facenet.models.count_params counts it)
+
 
 @dataclass
 class TrainConfig:

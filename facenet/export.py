@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import TrainConfig
+from .config import PARAM_CAP, TrainConfig
 from .errors import CheckpointError
 from .extras import missing_modules, require_extra
 
@@ -39,8 +39,8 @@ def _is_torchscript(path: Path) -> bool:
                                             for n in zipfile.ZipFile(path).namelist())
 
 
-def load_embedder(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, int]:
-    """(model in eval mode, input resolution) from a checkpoint, a run folder or an export bundle."""
+def load_embedder(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, TrainConfig]:
+    """(model in eval mode, its training config) from a checkpoint, a run folder or an export bundle."""
     path = Path(path)
     if path.is_dir():
         for name in (BUNDLE_MODEL, "best.pt", "last.pt"):
@@ -54,7 +54,8 @@ def load_embedder(path: str | Path, device: torch.device) -> tuple[torch.nn.Modu
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             model = torch.jit.load(str(path), map_location=device)
-        return model.eval(), int(meta.get("resolution", TrainConfig.resolution))
+        config = TrainConfig.from_dict(meta.get("config", {}))
+        return model.eval(), config.replace(resolution=int(meta.get("resolution", config.resolution)))
     ckpt = checkpoint.load(path)
     if "config" not in ckpt:
         raise CheckpointError(f"{path}: checkpoint holds no config; use a facesearch best.pt/last.pt or a bundle")
@@ -63,10 +64,10 @@ def load_embedder(path: str | Path, device: torch.device) -> tuple[torch.nn.Modu
     config = TrainConfig.from_dict(ckpt["config"])
     model = build_model(config)
     checkpoint.load_strict(model, checkpoint.model_state(ckpt), path)
-    return model.to(device).eval(), config.resolution
+    return model.to(device).eval(), config
 
 
-def export_bundle(run: str | Path, out: str | Path, cap: int = 11_500_000, provenance: dict | None = None,
+def export_bundle(run: str | Path, out: str | Path, cap: int = PARAM_CAP, provenance: dict | None = None,
                   onnx: bool = True) -> dict:
     """Write a bundle for the best checkpoint of ``run``; returns what the model card says.
 
@@ -80,9 +81,8 @@ def export_bundle(run: str | Path, out: str | Path, cap: int = 11_500_000, prove
 
     run = Path(run)
     source = run / "best.pt" if run.is_dir() else run
-    model, resolution = load_embedder(source, torch.device("cpu"))
-    ckpt = checkpoint.load(source)
-    config = TrainConfig.from_dict(ckpt["config"])
+    model, config = load_embedder(source, torch.device("cpu"))
+    ckpt, resolution = checkpoint.load(source), config.resolution
     out = Path(out)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -75,7 +75,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int = 512,
+def probe(config: TrainConfig, *, steps: int = 5, warmup: int = 2, eval_images: int = 512,
           log: Callable[[str], None] = lambda m: None, min_seconds: float = 1.0) -> Speed:
     """Measure ``config`` on this machine: seconds of setup, training and evaluation images/s.
 
@@ -84,7 +84,7 @@ def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int
     at least ``min_seconds / 2``.
     """
     from . import checkpoint
-    from .data.cache import cache_size, load_images
+    from .data.cache import CacheSpec, cache_size, load_images
     from .data.folders import IdentityFolder, PairList
     from .eval.evaluate import embed
     from .train import Trainer
@@ -92,9 +92,10 @@ def probe(config: TrainConfig, steps: int = 5, warmup: int = 2, eval_images: int
     size = cache_size(config.resolution)
     # the decoded caches are built once per data set and size; a trial finds them built, so time without that
     folder = IdentityFolder.scan(config.train_path)
-    load_images(folder.root, folder.paths, size, config.cache_dir)
+    cache = CacheSpec.of(config)   # the run's own format and budget: a probe builds the cache a trial reads
+    load_images(folder.root, folder.paths, size, cache)
     pairs = PairList.read(config.val_path, config.val_list, config.max_val_pairs)
-    load_images(pairs.root, pairs.images, size, config.cache_dir)
+    load_images(pairs.root, pairs.images, size, cache)
     with tempfile.TemporaryDirectory(prefix="facenet-probe-") as tmp:
         c = config.replace(run_dir=tmp, resume=False, initial_model="", epochs=1, patience=0)
         start = time.perf_counter()

@@ -1,4 +1,6 @@
-"""``check_runnable(config)``: the configurations that can never run, whatever the data.
+"""``check_runnable(config)``: the configurations that can never run, whatever the data; ``feasibility``:
+that and the parameter cap, the one answer to "can this point train?" that the objective, the cost guard,
+the planner, calibration and the spec checks all ask.
 
 Each check builds the piece it is about on no data (a loss for two identities, an optimizer over one
 scalar, the schedule, the augmentation) in milliseconds and lets its ``ConfigError`` through; it is
@@ -8,11 +10,12 @@ before it touches any data.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from .config import TrainConfig
+from .config import PARAM_CAP, TrainConfig
 from .errors import ConfigError
 
 Check = Callable[[TrainConfig], None]
@@ -60,3 +63,43 @@ def check_runnable(config: TrainConfig) -> None:
     """Raise ``ConfigError`` (one line: what cannot run and the fix) if ``config`` can never run."""
     for check, _ in CHECKS.values():
         check(config)
+
+
+@dataclass(frozen=True)
+class Feasibility:
+    """Whether a config can train: ``error`` when it can never run, else its parameter count against ``cap``."""
+    cap: int
+    param_count: int | None = None    # None: not runnable (the count may not even be defined)
+    error: ConfigError | None = None
+
+    @property
+    def runnable(self) -> bool:
+        return self.error is None
+
+    @property
+    def over_cap(self) -> bool:
+        return self.param_count is not None and self.param_count > self.cap
+
+    @property
+    def trains(self) -> bool:
+        return self.runnable and not self.over_cap
+
+    @property
+    def reason(self) -> str:
+        """Why it does not train ("" when it does)."""
+        if self.error is not None:
+            return f"cannot run: {self.error}"
+        if self.over_cap:
+            return f"{self.param_count:,} parameters over the {self.cap:,} cap"
+        return ""
+
+
+def feasibility(config: TrainConfig, cap: int = PARAM_CAP) -> Feasibility:
+    """Can ``config`` train under ``cap``? No data read; the count is built once per model shape."""
+    from .models import count_params
+
+    try:
+        check_runnable(config)
+        return Feasibility(cap, count_params(config))
+    except ConfigError as e:
+        return Feasibility(cap, error=e)

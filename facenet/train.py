@@ -20,7 +20,7 @@ import torch
 from . import checkpoint
 from .config import TrainConfig
 from .data.augment import build_augment
-from .data.cache import cache_size, load_images
+from .data.cache import CacheSpec, cache_size, load_images
 from .data.folders import IdentityFolder, PairList, readable
 from .data.loader import BatchLoader
 from .data.sampler import training_set
@@ -86,12 +86,13 @@ class Trainer:
         c.save(self.run_dir / "config.json")
 
         self.train_set = IdentityFolder.scan(c.train_path)
-        images = load_images(self.train_set.root, self.train_set.paths, cache_size(c.resolution), c.cache_dir,
-                             progress, c.cache_format, c.cache_budget_gb, log)
+        cache = CacheSpec.of(c)
+        images = load_images(self.train_set.root, self.train_set.paths, cache_size(c.resolution), cache,
+                             progress=progress, log=log)
         good = readable(images, self.train_set)
         self.skipped = len(self.train_set.paths) - len(good)
         val = PairList.read(c.val_path, c.val_list, c.max_val_pairs).check_both_labels(Path(c.val_path) / c.val_list)
-        self.verifier = Verifier(val, c.resolution, c.cache_dir, progress, c.cache_format, c.cache_budget_gb, log)
+        self.verifier = Verifier(val, c.resolution, cache, progress=progress, log=log)
         self.val_identities = pair_identities(self.verifier.pairs)
         self.best_scores: ScoredPairs | None = None
 

@@ -66,14 +66,17 @@ def run_study(spec: StudySpec | str | Path, workers: int = 1, storage: str | Non
     targets = merge_targets(tracking if tracking is not None else spec.tracking, {})
     spec = dataclasses.replace(spec, tracking=reachable_targets(spec, targets, runs_root(storage), log))
     if workers == 1 and not gpus:
-        run_worker(spec, storage, 0, n_trials, timeout, device, log)
+        from .view.trial_log import WorkerLines
+
+        run_worker(spec, storage, 0, n_trials, timeout, device, log, lines=WorkerLines())
         study = load_study(spec.name, storage)
     else:
         if spec.source is None:
             raise ValueError("run_study with several workers needs a spec loaded from a file (the workers read it)")
-        from .view.status import console
+        from .view.watch import console, watcher
 
-        study, code = launch(spec, spec.source, storage, workers, gpus, n_trials, timeout, console(), live=False)
+        study, code = launch(spec, spec.source, storage, workers, gpus, n_trials, timeout,
+                             watch=watcher(console(), False), log=log)
         if code:
             raise RuntimeError(f"study {spec.name} stopped (exit status {code}); run_study again resumes it")
     end_study(spec, study, runs_root(storage), log)

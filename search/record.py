@@ -5,8 +5,11 @@ path and recovery read them back through ``TrialRecord``. A key is never spelled
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass, field
+import os
+import socket
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
@@ -32,6 +35,9 @@ VAL_SCORES = "val_scores"        # path of the best epoch's val scores (ScoredPa
 ESTIMATE = "estimate"            # the cost estimate made before training (search.cost.estimate.Estimate)
 PROBE_SECONDS = "probe_seconds"  # time this trial spent measuring an uncalibrated point (counts as spent)
 PROMOTED_FROM = "promoted_from"  # a promoted trial's proxy: {"study", "trial", "value"}
+FAIL_KIND = "fail_kind"          # a FAIL that is not the configuration's own: one of NOT_FAILURES
+NOTES = "notes"                  # a line for the experiment record (a retrained model's rows)
+RETRAINED_FROM = "retrained_from"   # a retrained model's row: the trial it retrained
 
 # ---------------------------------------------------------------- study user attributes
 SIGNATURE = "facesearch:signature"   # hash of the spec as written: one space per study name
@@ -39,6 +45,7 @@ SPEC = "facesearch:spec"             # the spec as JSON (StudySpec.to_json)
 DESCRIPTION = "description"
 RETRAIN = "retrain"                  # the retrained best trial: where its model is, and its val ROC
 RETRAINS = "retrains"                # retrain --top K: each retrained trial's record (no ROC), by number
+RETRAIN_FILE = "retrain.json"        # a retrained run's RetrainRecord (no ROC), beside its model
 METRIC = "val EER %"                 # the objective's name (study.set_metric_names)
 
 # ---------------------------------------------------------------- the calibration (a study of its own)
@@ -57,10 +64,133 @@ NOT_TRAINED = (CAP, INFEASIBLE)
 CAP_CONSTRAINT = "param_cap"
 RUNNABLE_CONSTRAINT = "runnable"
 
-# fail_reason prefixes of FAIL trials that are not failures of their configuration
+# FAIL_KIND of FAIL trials that are not failures of their configuration (each reason starts with it too)
 INTERRUPTED = "interrupted"          # stopped by a signal: retried on resume
 NOT_RUN = "budget already spent"     # asked for after another worker took the last trial of the budget
 BUDGET = "budget"                    # a trial whose estimate did not fit what was left of budget.hours
+NOT_FAILURES = (INTERRUPTED, NOT_RUN, BUDGET)
+
+
+@dataclass(frozen=True)
+class WorkerId:
+    """The process running a trial, stored as ``host:pid`` under ``WORKER``."""
+
+    host: str
+    pid: int
+
+    @classmethod
+    def me(cls) -> "WorkerId":
+        return cls(socket.gethostname(), os.getpid())
+
+    @classmethod
+    def parse(cls, text: str | None) -> "WorkerId | None":
+        """The id in ``host:pid`` (None for anything else: a trial run outside facesearch)."""
+        host, _, pid = (text or "").rpartition(":")
+        return cls(host, int(pid)) if host and pid.isdigit() else None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+    @property
+    def here(self) -> bool:
+        """On this host (where its process id means something)."""
+        return self.host == socket.gethostname()
+
+    @property
+    def gone(self) -> bool:
+        """Its process is known to have ended (on this host; elsewhere nothing is known)."""
+        if not self.here:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:   # alive, another user's
+            return False
+        return False
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A trial's cost before it runs (``search.cost.estimate``), stored under ``ESTIMATE``."""
+
+    epochs: int
+    images_per_epoch: int
+    val_images: int
+    setup_s: float
+    epoch_s: float                   # training + evaluation + checkpoint writes, per epoch
+    rates: str = "measured"          # or how a nearby calibration entry was used
+    point: str = ""                  # the calibration point (device and speed key) it was priced at
+    scale: float = 1.0               # times the calibration's rates: what this point's recent trials showed
+
+    def rescaled(self, factor: float, trials: int) -> "Estimate":
+        """The estimate with its times multiplied by ``factor`` (measured over ``trials`` recent trials)."""
+        return dataclasses.replace(self, setup_s=self.setup_s * factor, epoch_s=self.epoch_s * factor,
+                                   scale=factor, rates=f"{self.rates}, x{factor:.2f} (last {trials} trials)")
+
+    @property
+    def seconds(self) -> float:
+        return self.for_epochs(self.epochs)
+
+    def for_epochs(self, epochs: int) -> float:
+        """The cost of the first ``epochs`` epochs (a pruned trial's share)."""
+        return self.setup_s + epochs * self.epoch_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Estimate":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class RetrainRecord:
+    """A retrained trial (``finish.retrain``), stored on the study under ``RETRAIN`` / ``RETRAINS`` and as
+    ``retrain.json`` beside its model."""
+
+    study: str
+    trial: int
+    search_val_eer: float | None
+    run_dir: str
+    best_pt: str                     # best.pt on the whole val list: the EER, interval and scores describe it
+    val_eer: float
+    val_eer_ci: tuple[float, float] | None
+    val_scores: str                  # its val ScoredPairs (.npz), for paired comparisons
+    best_epoch: int
+    epochs: int
+    resolution: int
+    finetuned_on: str | None
+    params: int
+    roc: dict[str, list] | None = None          # {"labels", "scores"} on the val list (RETRAIN only)
+    vs_best_retrained: dict[str, Any] | None = None   # retrain --top: its gap to the best retrained model
+
+    def to_dict(self, roc: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        d["val_eer_ci"] = list(self.val_eer_ci) if self.val_eer_ci else None
+        if not roc:
+            d.pop("roc")
+        return {k: v for k, v in d.items() if v is not None or k in ("search_val_eer", "finetuned_on")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RetrainRecord":
+        values = {k: d.get(k) for k in cls.__dataclass_fields__}
+        values["val_eer_ci"] = tuple(d["val_eer_ci"]) if d.get("val_eer_ci") else None
+        return cls(**values)
+
+
+def retrain_record(study: optuna.Study) -> RetrainRecord | None:
+    """The study's retrained best model (``RETRAIN``), or None before ``retrain``."""
+    stored = study.user_attrs.get(RETRAIN)
+    return RetrainRecord.from_dict(stored) if stored else None
+
+
+def retrain_records(study: optuna.Study) -> dict[int, RetrainRecord]:
+    """Every retrained model of the study by trial number (``RETRAINS``, and ``RETRAIN`` if not in it)."""
+    records = {int(k): RetrainRecord.from_dict(v) for k, v in (study.user_attrs.get(RETRAINS) or {}).items()}
+    if (last := retrain_record(study)) is not None:
+        records.setdefault(last.trial, last)
+    return records
 
 
 @dataclass(frozen=True)
@@ -79,26 +209,27 @@ class TrialRecord:
     best_epoch: int | None = None
     resumed: str | None = None
     retry_of: int | None = None
-    worker: str | None = None
+    worker: WorkerId | None = None
     pruned_by: str | None = None
     reason: str = ""                 # why it was pruned or failed
+    fail_kind: str | None = None     # a FAIL that is not the configuration's own: one of NOT_FAILURES
     val_eer_ci: tuple[float, float] | None = None
     val_scores: str | None = None
-    estimate: dict[str, Any] = field(default_factory=dict)
+    estimate: Estimate | None = None
     probe_seconds: float = 0.0
     promoted_from: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, t: FrozenTrial) -> "TrialRecord":
         a = t.user_attrs
-        retry = a.get(RETRY_OF)
+        retry, reason = a.get(RETRY_OF), a.get(PRUNE_REASON) or a.get(FAIL_REASON) or ""
         return cls(number=t.number, state=t.state, value=t.value, params=dict(t.params), config=a.get(CONFIG) or {},
                    param_count=a.get(PARAM_COUNT), history=a.get(HISTORY) or [], device=a.get(DEVICE),
                    seconds=a.get(SECONDS), best_epoch=a.get(BEST_EPOCH), resumed=a.get(RESUMED),
-                   retry_of=None if retry is None else int(retry), worker=a.get(WORKER), pruned_by=a.get(PRUNED_BY),
-                   reason=a.get(PRUNE_REASON) or a.get(FAIL_REASON) or "",
-                   val_eer_ci=tuple(a[VAL_EER_CI]) if a.get(VAL_EER_CI) else None,
-                   val_scores=a.get(VAL_SCORES), estimate=a.get(ESTIMATE) or {},
+                   retry_of=None if retry is None else int(retry), worker=WorkerId.parse(a.get(WORKER)),
+                   pruned_by=a.get(PRUNED_BY), reason=reason, fail_kind=a.get(FAIL_KIND),
+                   val_eer_ci=tuple(a[VAL_EER_CI]) if a.get(VAL_EER_CI) else None, val_scores=a.get(VAL_SCORES),
+                   estimate=Estimate.from_dict(a[ESTIMATE]) if a.get(ESTIMATE) else None,
                    probe_seconds=a.get(PROBE_SECONDS) or 0.0, promoted_from=a.get(PROMOTED_FROM) or {})
 
     @property
@@ -110,8 +241,7 @@ class TrialRecord:
     def failure(self) -> bool:
         """A FAIL of the configuration or of the study (what ``budget.max_failures`` counts); not a trial
         interrupted, left by a dead worker (both retried) or never run."""
-        return (self.state == TrialState.FAIL and bool(self.reason)
-                and not self.reason.startswith((INTERRUPTED, NOT_RUN, BUDGET)))
+        return self.state == TrialState.FAIL and bool(self.reason) and self.fail_kind is None
 
     @property
     def spent(self) -> float:

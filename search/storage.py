@@ -18,7 +18,7 @@ import optuna
 from facenet.errors import UserError
 
 from .journal import CheckedJournal
-from .run.recovery import MAX_RETRY, RetryStaleTrial
+from .trials import MAX_RETRY, RetryStaleTrial
 
 # heartbeats and the retry callback are marked experimental but are the documented way to
 # survive dead workers on a database; the warning would print once per worker process
@@ -79,7 +79,7 @@ def open_storage(url: str | None = None, create: bool = True) -> optuna.storages
 
 def open_grpc(url: str) -> optuna.storages.BaseStorage:
     """``grpc://HOST:PORT``: the storage a ``facesearch storage serve`` process holds for many nodes."""
-    from .run.proxy import connect   # the grpc extra: imported only for a grpc:// URL
+    from .proxy import connect   # the grpc extra: imported only for a grpc:// URL
 
     return connect(url)
 

@@ -32,8 +32,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import Registry
+from ..units import fmt_duration, parse_size
 from .cache_entry import Entry, JpegSink, RawSink, Sink, _unlink, _write_atomic, decode_resized, encode_jpeg, entry_for
 from .cache_formats import CachedImages, PackedJpeg, RawImages
 
@@ -57,6 +58,30 @@ def default_cache_dir(root: str | Path) -> Path:
 
 def cache_folder(root: str | Path, cache_dir: str | Path = "") -> Path:
     return Path(cache_dir) if str(cache_dir) else default_cache_dir(root)
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """How a run caches decoded images, passed whole to everything that opens images (training, validation,
+    probes, scoring, checks), so none of them falls back to ``auto`` and half the free disk unasked."""
+    dir: str | Path = ""    # "" -> $FACESEARCH_CACHE, else the user cache (``default_cache_dir``)
+    format: str = "auto"    # raw | jpeg | auto
+    budget_gb: float = 0.0  # 0 -> $FACESEARCH_CACHE_BUDGET, else half the free disk
+
+    @classmethod
+    def of(cls, config) -> "CacheSpec":
+        """A ``TrainConfig``'s cache settings."""
+        return cls(str(config.cache_dir), config.cache_format, config.cache_budget_gb)
+
+    def folder(self, root: str | Path) -> Path:
+        return cache_folder(root, self.dir)
+
+    def budget_bytes(self, folder: Path) -> float:
+        return budget_bytes(folder, self.budget_gb)
+
+    def choose(self, n: int, size: int, folder: Path) -> str:
+        """The format a new cache of ``n`` images at ``size`` takes."""
+        return choose_format(self.format, n, size, folder, self.budget_gb)
 
 
 def require_writable(folder: Path) -> None:
@@ -119,20 +144,6 @@ def check_format(fmt: str) -> str:
 
 
 # ---------------------------------------------------------------- budget and choice
-def parse_bytes(text: str, source: str) -> float:
-    """'50' (GB), '50G', '500M', '1.5T' -> bytes."""
-    units = {"": 1e9, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-    t = text.strip().upper().removesuffix("B")
-    unit = t[-1:] if t[-1:] in units and t[-1:] else ""
-    try:
-        value = float(t[:-1] if unit else t)
-    except ValueError:
-        raise ConfigError(f"{source}={text!r}: expected a size such as 50 (GB), 50G or 500M") from None
-    if value < 0:
-        raise ConfigError(f"{source}={text!r}: a budget cannot be negative")
-    return value * units[unit]
-
-
 def free_bytes(folder: Path) -> int:
     """Free space where ``folder`` is (or would be created)."""
     for p in (folder, *folder.parents):
@@ -147,7 +158,7 @@ def budget_bytes(folder: Path, budget_gb: float = 0.0) -> float:
     if budget_gb > 0:
         return budget_gb * 1e9
     if os.environ.get(BUDGET_ENV, "").strip():
-        return parse_bytes(os.environ[BUDGET_ENV], BUDGET_ENV)
+        return parse_size(os.environ[BUDGET_ENV], BUDGET_ENV)
     return BUDGET_SHARE_OF_FREE * free_bytes(folder)
 
 
@@ -188,17 +199,15 @@ def _remove_stale(entry: Entry, keep_format: str) -> None:
             p.unlink(missing_ok=True)
 
 
-def load_images(root: str | Path, rel_paths: Sequence[str], size: int, cache_dir: str | Path = "",
-                progress: bool = False, fmt: str = "auto", budget_gb: float = 0.0,
-                log: Callable[[str], None] | None = None, threads: int = 0) -> CachedImages:
-    """The decoded cache of ``rel_paths`` under ``root`` at ``size``: opened if complete, else built
-    (or resumed) under a lock that makes concurrent workers wait for one builder.
+def load_images(root: str | Path, rel_paths: Sequence[str], size: int, cache: CacheSpec = CacheSpec(), *,
+                progress: bool = False, log: Callable[[str], None] | None = None, threads: int = 0) -> CachedImages:
+    """The decoded cache of ``rel_paths`` under ``root`` at ``size``, kept as ``cache`` says: opened if
+    complete, else built (or resumed) under a lock that makes concurrent workers wait for one builder.
 
     ``progress`` draws a bar with an ETA (on a terminal); otherwise ``log`` gets a line every 30 s.
     """
-    root = Path(root)
-    check_format(fmt)
-    folder = cache_folder(root, cache_dir)
+    root, fmt = Path(root), check_format(cache.format)
+    folder = cache.folder(root)
     entry = entry_for(root, rel_paths, size, folder)
     found = _open_complete(entry, fmt)   # no lock needed: a read-only prebuilt cache works too
     if found is not None:
@@ -211,7 +220,7 @@ def load_images(root: str | Path, rel_paths: Sequence[str], size: int, cache_dir
             return found
         resumable = _partial(entry)
         chosen = resumable if resumable and fmt in ("auto", resumable) else \
-            choose_format(fmt, len(rel_paths), size, folder, budget_gb)
+            cache.choose(len(rel_paths), size, folder)
         _remove_stale(entry, chosen)
         meta = build(entry, chosen, root, rel_paths, size, progress, log, threads)
     return FORMATS.get(chosen).open(entry, meta)
@@ -303,16 +312,10 @@ class _Reporter:
             self.last = now
             rate = (done - self.first) / (now - self.start)
             self.log(f"building the {self.what}: {done:,}/{self.total:,} ({100 * done / self.total:.0f}%), "
-                     f"{rate:.0f} images/s, about {_duration((self.total - done) / max(rate, 1e-9))} left")
+                     f"{rate:.0f} images/s, about {fmt_duration((self.total - done) / max(rate, 1e-9))} left")
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.stop()
         if self.log and exc[0] is None and self.last > self.start:   # a long build says when it is done
-            self.log(f"built the {self.what} in {_duration(time.perf_counter() - self.start)}")
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+            self.log(f"built the {self.what} in {fmt_duration(time.perf_counter() - self.start)}")

@@ -18,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..config import TrainConfig
 from ..errors import DataError, UserError
-from .cache import FORMATS, budget_bytes, cache_folder, cache_size, choose_format, free_bytes
+from ..units import fmt_size as gb
+from .cache import FORMATS, CacheSpec, cache_size, free_bytes
 from .folders import IMAGE_EXTS, IdentityFolder, PairList
 
 SAMPLE = 32                  # images encoded per set and size to project the jpeg bytes
@@ -43,14 +44,6 @@ class DataReport:
     def raise_if_unusable(self) -> None:
         if self.unusable:
             raise DataError(self.unusable)
-
-
-def gb(n: float) -> str:
-    """Bytes in the unit that reads best (decimal units, as disk quotas are given)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n / 1e3:,.1f} kB"
 
 
 # ---------------------------------------------------------------- finding the sets
@@ -128,10 +121,10 @@ def checkpoint_bytes(config: TrainConfig, n_classes: int) -> int:
 
 
 # ---------------------------------------------------------------- the check
-def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache_dir: str | Path = "",
-               budget_gb: float = 0.0, keep_checkpoints: int = 3, config: TrainConfig | None = None,
-               threads: int = 0) -> DataReport:
-    """Every training folder and pair list at ``root``; projected caches at each of ``resolutions``."""
+def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache: CacheSpec = CacheSpec(), *,
+               keep_checkpoints: int = 3, config: TrainConfig | None = None, threads: int = 0) -> DataReport:
+    """Every training folder and pair list at ``root``; projected caches at each of ``resolutions``, in
+    the format ``cache`` would choose."""
     root, report = Path(root), DataReport()
     config = config or TrainConfig()
     threads = threads or min(16, 4 * (os.cpu_count() or 1))   # mostly waiting on file reads
@@ -145,7 +138,7 @@ def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache_dir:
         return report
     sizes = {r: cache_size(r) for r in sorted(set(resolutions))}   # crop -> the size the cache stores
     projected: dict[tuple[int, str], float] = {}   # (size, format) -> bytes, over every set
-    folder = cache_folder(train[0] if train else lists[0].parent, cache_dir)
+    folder = cache.folder(train[0] if train else lists[0].parent)
     n_classes = 0
     for d in train:
         name = str(d.relative_to(root)) if d != root else d.name
@@ -160,7 +153,7 @@ def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache_dir:
         report.add(name, "images", f"{len(folder_set.paths):,}")
         report.add(name, "images per identity", f"min {counts.min():,} / median {np.median(counts):,.0f} / "
                                                 f"max {counts.max():,}")
-        _images(report, name, d, folder_set.paths, sizes, projected, folder, budget_gb, threads, fatal=False)
+        _images(report, name, d, folder_set.paths, sizes, projected, folder, cache, threads, fatal=False)
     for pair_file in lists:
         name = str(pair_file.relative_to(root)) if pair_file.parent != root else pair_file.name
         try:
@@ -181,14 +174,14 @@ def check_data(root: str | Path, resolutions: Sequence[int] = (224,), cache_dir:
         if repeated:
             report.problem(name, f"{pair_file}: {repeated} pair(s) repeat an earlier pair of the same two images "
                                  f"(first: {example[0]},{example[1]}); each counts again in the EER: remove them")
-        _images(report, name, pair_file.parent, pairs.images, sizes, projected, folder, budget_gb, threads,
+        _images(report, name, pair_file.parent, pairs.images, sizes, projected, folder, cache, threads,
                 fatal=True)
-    _disk(report, sizes, projected, folder, budget_gb, keep_checkpoints, config, n_classes)
+    _disk(report, sizes, projected, folder, cache, keep_checkpoints, config, n_classes)
     return report
 
 
 def _images(report: DataReport, name: str, root: Path, paths: Sequence[str], sizes: dict[int, int],
-            projected: dict, folder: Path, budget_gb: float, threads: int, fatal: bool) -> None:
+            projected: dict, folder: Path, cache: CacheSpec, threads: int, fatal: bool) -> None:
     sides = probe_all(root, paths, threads)
     bad = np.flatnonzero(sides < 0)
     good = sides[sides >= 0]
@@ -211,17 +204,18 @@ def _images(report: DataReport, name: str, root: Path, paths: Sequence[str], siz
     for res, size in sizes.items():
         total = {fmt: (FORMATS.get(fmt).bytes_per_image(size, sample) if sample else 0.0) * len(paths)
                  for fmt in FORMATS}
-        auto = choose_format("auto", len(paths), size, folder, budget_gb)
+        auto = cache.choose(len(paths), size, folder)
         total["auto"] = total[auto]
         for fmt, n in total.items():
             projected[size, fmt] = projected.get((size, fmt), 0.0) + n
         cells = ", ".join(f"{fmt} {'~' if fmt != 'raw' else ''}{gb(total[fmt])}" for fmt in FORMATS)
-        report.add(name, f"cache for {res} px ({size} px stored)", f"{cells}; auto takes {auto}")
+        chosen = "auto takes" if cache.format == "auto" else "cache_format"
+        report.add(name, f"cache for {res} px ({size} px stored)", f"{cells}; {chosen} {auto}")
 
 
-def _disk(report: DataReport, sizes: dict[int, int], projected: dict, folder: Path, budget_gb: float,
+def _disk(report: DataReport, sizes: dict[int, int], projected: dict, folder: Path, cache: CacheSpec,
           keep_checkpoints: int, config: TrainConfig, n_classes: int) -> None:
-    free, budget = free_bytes(folder), budget_bytes(folder, budget_gb)
+    free, budget = free_bytes(folder), cache.budget_bytes(folder)
     report.add("disk", "cache folder", str(folder))
     report.add("disk", "free", f"{gb(free)}; budget per cache {gb(budget)}")
     for res, size in sizes.items():

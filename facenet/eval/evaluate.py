@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 
-from ..data.cache import cache_size, load_images
+from ..data.cache import CacheSpec, cache_size, load_images
 from ..data.cache_formats import CachedImages
 from ..data.folders import PairList
 from ..data.transforms import ToFloat, center_crop, normalize_
@@ -54,12 +54,10 @@ def pair_scores(emb: torch.Tensor, pairs: PairList) -> np.ndarray:
 class Verifier:
     """A pair list with its images decoded once; scores any model against it."""
 
-    def __init__(self, pairs: PairList, resolution: int, cache_dir: str | Path = "", progress: bool = False,
-                 cache_format: str = "auto", cache_budget_gb: float = 0.0,
+    def __init__(self, pairs: PairList, resolution: int, cache: CacheSpec = CacheSpec(), *, progress: bool = False,
                  log: Callable[[str], None] | None = None):
         self.pairs, self.resolution = pairs, resolution
-        images = load_images(pairs.root, pairs.images, cache_size(resolution), cache_dir, progress, cache_format,
-                             cache_budget_gb, log)
+        images = load_images(pairs.root, pairs.images, cache_size(resolution), cache, progress=progress, log=log)
         if images.bad:   # evaluation refuses unreadable images instead of guessing
             names = ", ".join(str(pairs.root / pairs.images[i]) for i in images.bad[:3])
             raise DataError(f"unreadable image(s) in {pairs.root}: {names}; replace them or drop their pairs")

@@ -47,48 +47,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
+from .compare import LEVEL, N_RESAMPLES, SEED, EerComparison, EerInterval
 
-N_RESAMPLES = 1000
-SEED = 0
-LEVEL = 0.95
 _CHUNK_CELLS = 1_000_000        # resamples x pairs per block (4 MB of int32): measured fastest of 0.5-4 M
 _WINDOW = 16                    # ROC points each side of the EER crossing read for the thinning rule
-
-
-@dataclass(frozen=True)
-class EerInterval:
-    """An EER (percent) with its bootstrap interval; ``str`` gives ``7.50% [5.9, 9.4]``."""
-
-    eer: float
-    low: float
-    high: float
-    n_resamples: int = N_RESAMPLES   # resamples that had both a genuine and an impostor pair
-
-    def __str__(self) -> str:
-        return f"{self.eer:.2f}% [{self.low:.1f}, {self.high:.1f}]"
-
-
-@dataclass(frozen=True)
-class EerComparison:
-    """Model A against model B on one list: ``difference = eer_a - eer_b`` (points; < 0: A is better)."""
-
-    eer_a: float
-    eer_b: float
-    difference: float
-    low: float
-    high: float
-    p_a_better: float            # share of resamples where A's EER is lower (a tie counts half)
-    n_resamples: int
-
-    @property
-    def within_noise(self) -> bool:
-        """The interval of the difference contains 0: the list cannot tell the two models apart."""
-        return self.low <= 0 <= self.high
-
-    def __str__(self) -> str:
-        verdict = "within noise" if self.within_noise else ("A better" if self.difference < 0 else "B better")
-        return (f"A - B {self.difference:+.2f} points [{self.low:+.1f}, {self.high:+.1f}], "
-                f"P(A better) {self.p_a_better:.2f}: {verdict}")
 
 
 def eer(labels, scores) -> float:
@@ -147,6 +109,10 @@ class ScoredPairs:
     def interval(self, n_resamples: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> EerInterval:
         return self.bootstrap(n_resamples, seed).interval(self.scores, level)
 
+    def same_list(self, other: "ScoredPairs") -> bool:
+        """Scores of the same pair list (labels and identities pair by pair): what a paired comparison needs."""
+        return all(np.array_equal(getattr(self, f), getattr(other, f)) for f in ("labels", "left_ids", "right_ids"))
+
     def compare(self, other: "ScoredPairs", n_resamples: int = N_RESAMPLES, seed: int = SEED,
                 level: float = LEVEL) -> EerComparison:
         """This model (A) against ``other`` (B); both must be scores of the same list."""
@@ -155,9 +121,8 @@ class ScoredPairs:
     def compare_many(self, others: Sequence["ScoredPairs"], n_resamples: int = N_RESAMPLES, seed: int = SEED,
                      level: float = LEVEL) -> list[EerComparison]:
         """This model (e.g. the best trial) against each of ``others``, all scored on the same list."""
-        fields = ("labels", "left_ids", "right_ids")
         for other in others:
-            if not all(np.array_equal(getattr(self, f), getattr(other, f)) for f in fields):
+            if not self.same_list(other):
                 raise DataError(f"the two score sets come from different pair lists ({len(self.labels)} and "
                                 f"{len(other.labels)} pairs); compare models evaluated on the same val list")
         return self.bootstrap(n_resamples, seed).compare_many(self.scores, [o.scores for o in others], level)
@@ -241,18 +206,6 @@ def within_noise(labels, scores_a, scores_b, left_ids, right_ids, n_resamples: i
     """True when the interval of ``EER_A - EER_B`` contains 0: the list cannot tell the models apart."""
     return compare_eers(labels, scores_a, scores_b, left_ids, right_ids, n_resamples, seed,
                         level).within_noise
-
-
-def unpaired_difference(a: EerInterval, b: EerInterval) -> tuple[float, float]:
-    """Approximate interval of ``a.eer - b.eer`` from two stored intervals (MOVER, Zou & Donner 2008).
-
-    For when the scores are gone. It treats the two EERs as independent; two models on one
-    list err on many of the same pairs, so it is wider than the paired interval and calls
-    fewer models different from the best than ``compare`` would.
-    """
-    d = a.eer - b.eer
-    return (d - float(np.hypot(a.eer - a.low, b.high - b.eer)),
-            d + float(np.hypot(a.high - a.eer, b.eer - b.low)))
 
 
 def weighted_eer(labels, scores, weights) -> float:

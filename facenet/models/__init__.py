@@ -6,11 +6,13 @@ Factories build nothing until called; each model module registers itself in ``.r
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..config import TrainConfig
+from ..config import PARAM_CAP, TrainConfig
 from ..errors import ConfigError
 from . import efficientnet, mobilenet, resnet, vit  # noqa: F401  (they register themselves)
 from .registry import LAYOUTS, MODELS, SHAPE_FIELDS, WIDTHS, ModelFactory, register
@@ -39,14 +41,20 @@ class _SkipMetaInit(TorchFunctionMode):
 def count_params(config: TrainConfig) -> int:
     """Every parameter of the embedding network (backbone + embedding layer); loss weights are not in it.
 
-    Built on the meta device: shapes only, no memory, a few milliseconds.
+    Built on the meta device (shapes only, no memory, a few milliseconds), once per shape
+    (``SHAPE_FIELDS``) in a process; a shape that cannot be built raises ``ConfigError`` every time.
     """
+    return _shape_count(tuple(getattr(config, f) for f in SHAPE_FIELDS))
+
+
+@lru_cache(maxsize=None)
+def _shape_count(shape: tuple) -> int:
     with torch.device("meta"), _SkipMetaInit():
-        model = build_model(config)
+        model = build_model(TrainConfig(**dict(zip(SHAPE_FIELDS, shape))))
     return sum(p.numel() for p in model.parameters())
 
 
-def param_table(n_outs: tuple[int, ...] = (512,), cap: int = 11_500_000) -> list[dict]:
+def param_table(n_outs: tuple[int, ...] = (512,), cap: int = PARAM_CAP) -> list[dict]:
     """One row per model x plan width x (depth, block) x n_out; keys are the same in every row (None: n/a)."""
     rows = []
     for name in MODELS.names():

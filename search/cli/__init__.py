@@ -23,6 +23,9 @@ def main() -> None:
         sys.argv.remove("--debug")
     sys.argv[:] = plan.legacy_plan_args(sys.argv)
     try:
+        from ..trials import quiet_optuna
+
+        quiet_optuna()
         app()
     except Exception as e:
         from facenet.errors import UserError

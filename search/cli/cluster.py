@@ -23,11 +23,11 @@ def storage_serve(
 ) -> None:
     """Hold a storage (a journal file on this node's disk, or a database) and serve it to workers on any node
     as grpc://HOST:PORT, through Optuna's gRPC proxy. Runs until stopped (Ctrl-C, SIGTERM)."""
-    from ..run.proxy import serve
+    from ..proxy import serve
     from ..storage import open_storage, storage_url
 
     if storage_url(storage).startswith("grpc://"):
-        from ..run.proxy import ProxyError
+        from ..proxy import ProxyError
 
         raise ProxyError("storage serve --storage: give the journal file or database to serve, not a grpc:// URL")
     serve(open_storage(storage), host, port, log=echo)
@@ -89,6 +89,7 @@ def plan_submit(
     from facenet.errors import ConfigError
 
     from ..builtin import resolve_plan
+    from ..plan.requeue import plan_done, plan_progress
     from ..plan.schema import load_plan, plan_name
     from ..run.submit import Target
 
@@ -108,7 +109,8 @@ def plan_submit(
         preflight_plan(spec, storage, device="cpu", warn=echo)
         name = spec.name
     run_args = ("--hours", str(hours)) if hours is not None else ()
-    _submit(opts, Target("plan", path, name, run_args), storage, folder, dry_run, time)
+    target = Target("plan", path, name, run_args, progress=plan_progress, why_done=plan_done)
+    _submit(opts, target, storage, folder, dry_run, time)
 
 
 def _options(array, time, partition, gpus_per_task, cpus_per_task, sbatch, setup, signal_delay, requeue,

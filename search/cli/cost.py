@@ -36,8 +36,9 @@ def calibrate(
     fmt = output_format(fmt, as_json)
     if keys not in KEY_SETS:
         raise CalibrationError(f"--keys {keys!r}: use one of {', '.join(KEY_SETS)}")
-    table = measure(spec_paths, open_storage(storage), device, out, data, keys, steps, warmup, eval_images,
-                    lambda m: typer.echo(m, err=True), min_seconds)
+    table = measure(spec_paths, open_storage(storage), device=device, out=out, data=data, keys=keys, steps=steps,
+                    warmup=warmup, eval_images=eval_images, log=lambda m: typer.echo(m, err=True),
+                    min_seconds=min_seconds)
     points = [e.to_dict() for e in table.entries.values()]
     emit(fmt, points, rows=[{"device": p["device"], **p["key"], **p["speed"]} for p in points])
     typer.echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}", err=True)

@@ -39,20 +39,24 @@ def data_check(
     keep_checkpoints: int = typer.Option(3, help="Trials whose checkpoints a study keeps."),
     model: str = typer.Option("resnet18", help="Model whose checkpoint size is counted."),
     cache_dir: str = typer.Option("", help="Cache folder (default: $FACESEARCH_CACHE, ~/.cache/facesearch)."),
+    cache_format: str = typer.Option("auto", help="Cache format a run would use: raw, jpeg or auto."),
+    cache_budget_gb: float = typer.Option(0.0, help="Most one cache may take, GB (0: $FACESEARCH_CACHE_BUDGET, "
+                                                    "else half the free disk)."),
     fmt: Format = "table",
     as_json: Json = False,
 ) -> None:
     """Identities, images, unreadable files, pair lists; projected cache, checkpoint and free disk sizes.
     Exit status 2 when the data cannot be trained on (after the report)."""
     from facenet.config import TrainConfig
+    from facenet.data.cache import CacheSpec
     from facenet.data.datacheck import check_data
 
+    from ..view.checks import data_check_table
     from ..view.output import emit, output_format
-    from ..view.status import data_check_table
 
     fmt = output_format(fmt, as_json)
-    report = check_data(root, resolution, cache_dir, keep_checkpoints=keep_checkpoints,
-                        config=TrainConfig(model=model))
+    report = check_data(root, resolution, CacheSpec(cache_dir, cache_format, cache_budget_gb),
+                        keep_checkpoints=keep_checkpoints, config=TrainConfig(model=model))
     rows = [{"set": where, "check": check, "value": value} for where, check, value in report.rows]
     emit(fmt, {"root": str(root), "rows": rows, "problems": report.problems, "unusable": report.unusable or None},
          lambda: data_check_table(report.rows, root), rows=rows)

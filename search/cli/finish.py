@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from facenet.config import PARAM_CAP
+
 from .common import (TRAINING, Device, Format, Json, Mlflow, Storage, Tensorboard, Wandb, app, echo, env_epilog,
                      tracking_targets)
 
@@ -51,49 +53,51 @@ def retrain(
             records = retrain_top(study, runs_root(storage), top, within_noise, tracking=tracking, **options)
         else:
             records = [do_retrain(study, runs_root(storage), tracking=tracking, **options)]
-    summary = [{k: v for k, v in r.items() if k != "roc"} for r in records]
     if fmt == "table":   # sentences, not a table: a line per retrained trial
         for line in retrain_lines(records, bool(top or within_noise)):
             echo(line)
     else:
-        emit(fmt, summary, echo=echo)
+        emit(fmt, [r.to_dict(roc=False) for r in records], echo=echo)
 
 
-def retrain_lines(records: list[dict], several: bool) -> list[str]:
-    """What retrain prints for a person: each retrained trial against the search (and the best retrained)."""
+def retrain_lines(records: list, several: bool) -> list[str]:
+    """What retrain prints for a person: each retrained trial (``RetrainRecord``) against the search (and the
+    best retrained)."""
     from ..view.noise import retrain_text
 
     lines = []
     for r in records:
-        gap = r.get("vs_best_retrained")
+        gap = r.vs_best_retrained
         if not several:
-            verdict = f"; model {r['best_pt']}"
+            verdict = f"; model {r.best_pt}"
         elif gap is None:
             verdict = "; best retrained"
         else:
             verdict = (f"; vs best retrained {gap['difference']:+.2f} [{gap['low']:+.1f}, {gap['high']:+.1f}] "
                        + ("points, within noise" if gap["within_noise"] else "points, worse"))
-        lines.append(f"retrained trial {r['trial']}: val EER {retrain_text(r)} (search: {r['search_val_eer']:.2f}%)"
+        lines.append(f"retrained trial {r.trial}: val EER {retrain_text(r)} (search: {r.search_val_eer:.2f}%)"
                      f"{verdict}")
-    return lines + [f"next: facesearch export {records[0]['run_dir']} --out bundle/"]
+    return lines + [f"next: facesearch export {records[0].run_dir} --out bundle/"]
 
 
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="A run folder (or its best.pt)."),
     out: Path = typer.Option(..., help="Bundle folder to write."),
-    cap: str = typer.Option("11.5M", help="Parameter cap for the model card."),
+    cap: str = typer.Option(str(PARAM_CAP), help="Parameter cap for the model card, e.g. 11.5M."),
 ) -> None:
     """Write a self-contained bundle: TorchScript, ONNX (checked under onnxruntime), config.json, model card."""
     from facenet.export import export_bundle
 
     from ..spec import parse_count
 
-    retrain_info = Path(run if Path(run).is_dir() else Path(run).parent) / "retrain.json"
+    from ..record import RETRAIN_FILE, RetrainRecord
+
+    retrain_info = Path(run if Path(run).is_dir() else Path(run).parent) / RETRAIN_FILE
     provenance = {}
     if retrain_info.exists():
-        info = json.loads(retrain_info.read_text())
-        provenance = {"study": info["study"], "trial": info["trial"]}
+        info = RetrainRecord.from_dict(json.loads(retrain_info.read_text()))
+        provenance = {"study": info.study, "trial": info.trial}
     card = export_bundle(run, out, parse_count(cap), provenance)
     echo(f"wrote {out}: model.ts, model.onnx, config.json, MODEL_CARD.md "
          f"({card['parameters']:,} parameters, val EER {card['val_eer']:.2f}%, "
@@ -107,8 +111,8 @@ def quickstart(
 ) -> None:
     """The main job on synthetic faces as a plan: synthesise, two search phases under one budget, then retrain,
     export, score and report (minutes on 2 CPUs)."""
-    from ..finish.quickstart import run_quickstart
     from ..logline import log_line
+    from ..plan.quickstart import run_quickstart
 
     live = sys.stdout.isatty()   # without a terminal: a line per trial and per worker event, with the time
     r = run_quickstart(out, workers, log=print if live else log_line, live=live)

@@ -59,12 +59,12 @@ def price(
     from ..cost.calibration import CalibrationTable, stored_table
     from ..cost.plan import run_plan
     from ..storage import open_storage
-    from ..view.output import output_format
+    from ..view.output import emit, output_format
 
     table = CalibrationTable.load(calibration) if calibration else stored_table(open_storage(storage))
     count = len(gpu_list(gpus)) if gpus else n_gpus
     run_plan(spec_paths, hours, max(1, count), table, device, _sizes(table, data_size), fit, echo,
-             output_format(fmt, as_json))
+             output_format(fmt, as_json), emit=emit)
 
 
 def _load(plan: str):
@@ -93,7 +93,7 @@ def run(
     from facenet.errors import ConfigError
 
     from ..plan.runner import Run, run_plan
-    from ..view.status import console as make_console
+    from ..view.watch import console as make_console
 
     spec = _load(plan)
     hours = hours if hours is not None else spec.hours

@@ -48,9 +48,11 @@ def study_run(
 
     use_log_format(log_format)
     from ..run.launch import run_study
+    from ..logline import log_line
     from ..run.tracked import end_study, reachable_targets
     from ..storage import runs_root
-    from ..view.status import console as make_console, summary_line, trials_table
+    from ..view.status import summary_line, trials_table
+    from ..view.watch import console as make_console, watcher
 
     limit = seconds(timeout)
     gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
@@ -65,8 +67,9 @@ def study_run(
                                                                 lambda m: typer.echo(m, err=True)))
     console = make_console()
     start = time.time()
-    study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit, console,
-                            live=sys.stdout.isatty())
+    live = sys.stdout.isatty()
+    study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit,
+                            watch=watcher(console, live), log=console.log if live else log_line)
     if not code:   # the parent run ends with the study's counts and best trial
         end_study(spec, study, runs_root(storage), lambda m: typer.echo(m, err=True))
     console.print(trials_table(study))
@@ -98,10 +101,11 @@ def worker(
 ) -> None:
     """Join a study as one worker (run one per GPU on any machine that reaches the storage), or follow a plan.
     It writes dated lines: start, each epoch, each finished trial, exit and a summary of the study."""
-    from ..logline import log_line
     import dataclasses
 
-    from ..run.tether import tie_to_supervisor
+    from ..logline import log_line
+    from ..run.tether import reporting_exit, tie_to_supervisor
+    from ..view.trial_log import WorkerLines
     from ..run.worker import run_worker
 
     use_log_format(log_format)
@@ -118,9 +122,10 @@ def worker(
         return
     limit = seconds(timeout)
     supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
-    spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
-    spec = dataclasses.replace(spec, tracking=tracking_targets(spec.tracking, mlflow, wandb, tensorboard))
-    run_worker(spec, storage, worker_id, n_trials, limit, device, log=log_line)
+    with reporting_exit():   # study run reads the error this worker stops on from there, not from its log
+        spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
+        spec = dataclasses.replace(spec, tracking=tracking_targets(spec.tracking, mlflow, wandb, tensorboard))
+        run_worker(spec, storage, worker_id, n_trials, limit, device, log=log_line, lines=WorkerLines())
 
 
 @app.command()
@@ -128,8 +133,9 @@ def studies(storage: Storage = None, fmt: Format = "table", as_json: Json = Fals
             builtin: bool = typer.Option(False, "--builtin", help="List the studies shipped with facesearch.")) -> None:
     """List the studies in a storage with their trial counts and best EER (or the built-in ones)."""
     from ..storage import open_storage
+    from ..view.catalog import builtin_json, builtin_table
     from ..view.output import emit, output_format
-    from ..view.status import builtin_json, builtin_table, studies_json, studies_table
+    from ..view.status import studies_json, studies_table
 
     fmt = output_format(fmt, as_json)
     if builtin:

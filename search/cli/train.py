@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from facenet.config import PARAM_CAP
+
 from .common import TRAINING, Device, Format, Json, Mlflow, Tensorboard, Wandb, app, echo, tracking_targets
 from .help import config_fields_epilog, env_epilog
 
@@ -80,7 +82,7 @@ def score(
         typer.echo(f"warning: {pairs}: {repeated} pair(s) repeat an earlier pair (first: {example[0]},{example[1]}); "
                    f"scored as given", err=True)
     check_scoring(pair_list.root, out, device)
-    scores = score_pairs(model, pair_list, device, batch)
+    scores = score_pairs(model, pair_list, device=device, batch=batch)   # cached as the model's config says
     write_scores(out, scores, pair_list)
     msg = f"wrote {len(scores)} scores to {out}"
     if len(set(pair_list.labels.tolist())) == 2:
@@ -91,7 +93,7 @@ def score(
 @app.command()
 def params(
     n_out: str = typer.Option("512", help="Embedding sizes, comma-separated."),
-    cap: str = typer.Option("11.5M", help="Parameter cap, e.g. 11.5M or 11500000."),
+    cap: str = typer.Option(str(PARAM_CAP), help="Parameter cap, e.g. 11.5M or 11500000."),
     fmt: Format = "table",
     as_json: Json = False,
 ) -> None:
@@ -99,8 +101,8 @@ def params(
     from facenet.models import param_table
 
     from ..spec import parse_count
+    from ..view.checks import params_table
     from ..view.output import emit, output_format
-    from ..view.status import params_table
 
     fmt = output_format(fmt, as_json)
     limit = parse_count(cap)

@@ -19,14 +19,15 @@ from optuna.trial import TrialState
 
 from facenet.config import TrainConfig
 from facenet.errors import UserError
+from facenet.units import fmt_duration
 
-from ..record import BUDGET, ESTIMATE, FAIL_REASON, PROBE_SECONDS, TrialRecord
-from ..run.study import BudgetSpent
+from ..record import BUDGET, ESTIMATE, FAIL_KIND, FAIL_REASON, PROBE_SECONDS, TrialRecord
+from ..trials import BudgetSpent
 from ..spec import StudySpec
 from .calibration import SharedCalibration
 from .datasize import DataSizes
 from .estimate import Estimate, estimate
-from .spend import fmt_hours, running_cost, spent_seconds
+from .spend import running_cost, spent_seconds
 
 RECENT = 5   # trials of the same point whose measured pace corrects the next estimate
 
@@ -61,15 +62,10 @@ class CostGuard:
         (over the cap, or a config the objective will fail with the same error)."""
         import torch
 
-        from facenet import ConfigError, count_params
-        from facenet.runnable import check_runnable
+        from facenet.runnable import feasibility
 
         config = self.config_for(trial)
-        try:   # a point the objective prunes before any data is read: nothing to probe or price
-            check_runnable(config)
-            if count_params(config) > self.spec.param_cap:
-                return None
-        except ConfigError:
+        if not feasibility(config, self.spec.param_cap).trains:   # the objective prunes it before reading data
             return None
         try:
             speed, probed = self.calibration.speed_for(config)
@@ -90,8 +86,8 @@ class CostGuard:
         ended = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         for t in reversed(ended):
             r = TrialRecord.of(t)
-            if r.estimate.get("point") == cost.point and r.seconds and t.intermediate_values:
-                past = Estimate.from_dict(r.estimate)
+            past = r.estimate
+            if past is not None and past.point == cost.point and r.seconds and t.intermediate_values:
                 ratios.append(r.seconds / (past.for_epochs(len(t.intermediate_values)) / past.scale))
                 if len(ratios) == RECENT:
                     break
@@ -104,9 +100,10 @@ class CostGuard:
         budget = self.spec.hours * 3600
         left = budget - committed_before(self.study, trial.number, self.wait_limit, self.poll)
         if cost.seconds > left:
-            reason = (f"{BUDGET}: estimated {fmt_hours(cost.seconds)} > {fmt_hours(max(left, 0))} left of "
+            reason = (f"{BUDGET}: estimated {fmt_duration(cost.seconds)} > {fmt_duration(max(left, 0))} left of "
                       f"{self.spec.hours:g} GPU-hours (not run)")
             trial.set_user_attr(FAIL_REASON, reason)
+            trial.set_user_attr(FAIL_KIND, BUDGET)
             self.log(f"[trial {trial.number}] {reason}; this worker stops")
             raise BudgetSpent(reason)
 

@@ -1,9 +1,10 @@
 """``facesearch calibrate``: probe every network and batch a set of studies can draw, on this machine.
 
 The points are the distinct ``facenet.probe.speed_key`` values of each phase's space (with what its
-``from:`` phases may hand it), over the cap ones left out (they never train). Measurements go into the
-storage's calibration (points already measured on this device are reused, as workers would) and,
-with ``--out``, a JSON file with the data sizes seen, to carry to a machine without the GPUs or data.
+``from:`` phases may hand it), those that cannot train left out (``facenet.runnable.feasibility``).
+Measurements go into the storage's calibration (points already measured on this device are reused, as
+workers would) and, with ``--out``, a JSON file with the data sizes seen, to carry to a machine without
+the GPUs or data.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import optuna
 from facenet.config import TrainConfig
 
 from ..spec.space import combinations
-from .calibration import CalibrationTable, SharedCalibration, shape_id, stored_table
+from .calibration import CalibrationTable, SharedCalibration, stored_table
 from .datasize import DataSizeError, DataSizes
 from .plan import chained, merged
 
@@ -23,25 +24,20 @@ SPEED_FIELDS = ("model", "width", "depth", "block", "n_out", "resolution", "batc
 KEY_SETS = ("all", "shapes")
 
 
-def probe_points(paths: list[Path], keys: str = "all", device: str = "auto", data: Path | None = None,
-                 counts: dict[tuple, int] | None = None) -> list[TrainConfig]:
-    """One config per distinct speed point of the phases (``shapes``: one per network and resolution,
-    at its smallest batch), on ``data`` instead of the specs' folders when given; ``counts`` collects
-    the parameter count of every shape the phases can draw."""
-    from facenet.models import SHAPE_FIELDS, count_params
+def probe_points(paths: list[Path], keys: str = "all", device: str = "auto",
+                 data: Path | None = None) -> list[TrainConfig]:
+    """One config per distinct speed point of the phases that can train (``shapes``: one per network and
+    resolution, at its smallest batch), on ``data`` instead of the specs' folders when given."""
     from facenet.probe import speed_key
+    from facenet.runnable import feasibility
 
     points: dict[str, TrainConfig] = {}
-    counts = {} if counts is None else counts
     for spec, inherited in chained(paths):
         space, fixed = merged(spec, inherited)
         base = spec.base_config().replace(**{k: v for k, v in fixed.items() if k not in spec.fixed})
         for point in combinations(space, fixed, SPEED_FIELDS):
             config = _on(base.replace(**point, device=device), data)
-            shape = tuple(getattr(config, f) for f in SHAPE_FIELDS)
-            if shape not in counts:
-                counts[shape] = count_params(config)
-            if counts[shape] > spec.param_cap:
+            if not feasibility(config, spec.param_cap).trains:   # never trained: nothing to measure
                 continue
             key = speed_key(config)
             shape = {k: v for k, v in key.items() if k not in ("batch_images", "n_out")}
@@ -79,7 +75,7 @@ def census(paths: list[Path]) -> dict[str, dict]:
     return sizes.measured()
 
 
-def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: str = "auto",
+def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, *, device: str = "auto",
               out: Path | None = None, data: Path | None = None, keys: str = "all", steps: int = 5,
               warmup: int = 2, eval_images: int = 512, log: Callable[[str], None] = print,
               min_seconds: float = 1.0) -> CalibrationTable:
@@ -87,11 +83,11 @@ def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: s
     from facenet.probe import probe
 
     def measure(config: TrainConfig, say: Callable[[str], None]) -> dict:
-        return probe(config, steps, warmup, eval_images, log=say, min_seconds=min_seconds).to_dict()
+        return probe(config, steps=steps, warmup=warmup, eval_images=eval_images, log=say,
+                     min_seconds=min_seconds).to_dict()
 
     shared = SharedCalibration(storage, log, probe=measure)
-    counts: dict[tuple, int] = {}
-    configs = probe_points(paths, keys, device, data, counts)
+    configs = probe_points(paths, keys, device, data)
     log(f"{len(configs)} point(s) to calibrate on {shared.device(configs[0]) if configs else device}")
     labels = set()
     for i, config in enumerate(configs, 1):
@@ -100,8 +96,7 @@ def calibrate(paths: list[Path], storage: optuna.storages.BaseStorage, device: s
         if not spent:
             log(f"[{i}/{len(configs)}] already calibrated")
     whole = stored_table(storage)
-    table = CalibrationTable([e for e in whole.entries.values() if e.device in labels], census(paths),
-                             {shape_id(shape): n for shape, n in counts.items()})
+    table = CalibrationTable([e for e in whole.entries.values() if e.device in labels], census(paths))
     if out is not None:
         table.save(out)
         log(f"wrote {out}: {len(table.entries)} point(s), data sizes of {len(table.census)} folder(s)")

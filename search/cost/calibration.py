@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +23,11 @@ from optuna.trial import TrialState
 from facenet.config import TrainConfig
 from facenet.errors import UserError
 
-from ..record import CALIBRATION_STUDY, FAIL_REASON, SPEED, SPEED_KEY, WORKER
+from ..record import CALIBRATION_STUDY, FAIL_REASON, SPEED, SPEED_KEY, WORKER, WorkerId
 
 FORMAT = 1
 ARCH_FIELDS = ("model", "width", "depth", "block")
 UNLABELED_GRACE = 60.0   # seconds a fresh claim may go without its key before others stop waiting for it
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class CalibrationError(UserError):
@@ -51,11 +48,6 @@ class Entry:
         return {"device": self.device, "key": self.key, "speed": self.speed}
 
 
-def shape_id(shape: tuple) -> str:
-    """A model shape (the values of ``facenet.models.SHAPE_FIELDS``) as a file key."""
-    return json.dumps(list(shape))
-
-
 def _arch(key: dict[str, Any]) -> tuple:
     return tuple(key.get(f) for f in ARCH_FIELDS)
 
@@ -63,13 +55,11 @@ def _arch(key: dict[str, Any]) -> tuple:
 class CalibrationTable:
     """Entries by (device, key); the last measurement of a point wins."""
 
-    def __init__(self, entries: list[Entry] | None = None, census: dict[str, dict] | None = None,
-                 param_counts: dict[str, int] | None = None):
+    def __init__(self, entries: list[Entry] | None = None, census: dict[str, dict] | None = None):
         self.entries: dict[str, Entry] = {}
         for e in entries or []:
             self.add(e)
         self.census = dict(census or {})
-        self.param_counts = dict(param_counts or {})   # shape_id -> count: models the planner need not build
 
     def add(self, entry: Entry) -> None:
         self.entries[ident(entry.device, entry.key)] = entry
@@ -108,7 +98,7 @@ class CalibrationTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"facesearch_calibration": FORMAT, "entries": [e.to_dict() for e in self.entries.values()],
-                "data": self.census, "param_counts": self.param_counts}
+                "data": self.census}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(body, indent=1, sort_keys=True))
         tmp.replace(path)
@@ -124,7 +114,7 @@ class CalibrationTable:
             if body.get("facesearch_calibration") != FORMAT:
                 raise ValueError("not a facesearch calibration file")
             entries = [Entry(e["device"], e["key"], e["speed"]) for e in body["entries"]]
-            return cls(entries, body.get("data", {}), body.get("param_counts", {}))
+            return cls(entries, body.get("data", {}))   # an older file's "param_counts" is not needed
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CalibrationError(f"{path}: not a facesearch calibration file ({e}); "
                                    f"write one with facesearch calibrate --out") from None
@@ -164,7 +154,7 @@ class SharedCalibration:
                  wait_limit: float = 1800.0):
         self.storage, self.log, self.probe, self.poll, self.wait_limit = storage, log, probe, poll, wait_limit
         self.known: dict[str, dict[str, Any]] = {}
-        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self.me = str(WorkerId.me())
         self._study: optuna.Study | None = None
 
     def device(self, config: TrainConfig) -> str:
@@ -261,7 +251,5 @@ class SharedCalibration:
 
     @staticmethod
     def _dead(t) -> bool:
-        from ..run.recovery import process_alive
-
-        host, _, pid = t.user_attrs.get(WORKER, "").rpartition(":")
-        return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+        owner = WorkerId.parse(t.user_attrs.get(WORKER))
+        return owner is not None and owner.gone

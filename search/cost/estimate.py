@@ -6,45 +6,14 @@ each x batches, at most ``max_img_per_cls`` per identity, over the ``max_identit
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from facenet.config import TrainConfig
 
+from ..record import Estimate
 from .datasize import DataSizes
 
-
-@dataclass(frozen=True)
-class Estimate:
-    epochs: int
-    images_per_epoch: int
-    val_images: int
-    setup_s: float
-    epoch_s: float                   # training + evaluation + checkpoint writes, per epoch
-    rates: str = "measured"          # or how a nearby calibration entry was used
-    point: str = ""                  # the calibration point (device and speed key) it was priced at
-    scale: float = 1.0               # times the calibration's rates: what this point's recent trials showed
-
-    def rescaled(self, factor: float, trials: int) -> "Estimate":
-        """The estimate with its times multiplied by ``factor`` (measured over ``trials`` recent trials)."""
-        return dataclasses.replace(self, setup_s=self.setup_s * factor, epoch_s=self.epoch_s * factor,
-                                   scale=factor, rates=f"{self.rates}, x{factor:.2f} (last {trials} trials)")
-
-    @property
-    def seconds(self) -> float:
-        return self.for_epochs(self.epochs)
-
-    def for_epochs(self, epochs: int) -> float:
-        """The cost of the first ``epochs`` epochs (a pruned trial's share)."""
-        return self.setup_s + epochs * self.epoch_s
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 3)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Estimate":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+__all__ = ["Estimate", "estimate"]
 
 
 _EPOCH_IMAGES: dict[tuple, int] = {}

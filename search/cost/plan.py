@@ -2,9 +2,10 @@
 
 Each phase's trials are priced at points drawn at random from what the phase can run: its own
 space, plus what it takes ``from:`` earlier phases (unknown until they run, so drawn from their
-spaces too). A point over the parameter cap costs nothing (it never trains); the rest cost the
-calibration's estimate (``estimate.py``). Phases run one after another (``from:`` needs the earlier
-one finished), each over up to N GPUs. Trials are priced as if none were pruned: an upper bound.
+spaces too). A point that cannot train (``facenet.runnable.feasibility``: never runnable, or over the
+parameter cap) costs nothing; the rest cost the calibration's estimate (``estimate.py``). Phases run
+one after another (``from:`` needs the earlier one finished), each over up to N GPUs. Trials are priced
+as if none were pruned: an upper bound.
 """
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ import optuna
 
 from facenet.config import TrainConfig
 from facenet.errors import UserError
+from facenet.units import fmt_hours
 
 from ..spec import ParamSpec, StudySpec, load_spec, suggest
-from .calibration import CalibrationError, CalibrationTable, shape_id
+from .calibration import CalibrationError, CalibrationTable
 from .datasize import DataSizes
 from .estimate import estimate
 
 SAMPLES = 48                 # points priced per phase
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class PlanOverBudget(UserError):
@@ -38,7 +39,7 @@ class Point:
     setup_s: float
     epoch_s: float
     epochs: int
-    trains: bool = True          # False: over the cap, never trained
+    trains: bool = True          # False: cannot train (feasibility), costs nothing
     approximate: bool = False    # priced from a nearby calibration entry
 
     def seconds(self, epoch_scale: float = 1.0) -> float:
@@ -119,11 +120,7 @@ def chained(paths: list[Path]) -> list[tuple[StudySpec, dict[str, Any]]]:
     for spec in load_phases(paths):
         inherited = {}
         if spec.from_ is not None and spec.from_.study in carried:
-            earlier = carried[spec.from_.study]
-            if spec.from_.params is not None:
-                inherited = {k: earlier[k] for k in spec.from_.params if k in earlier}
-            else:
-                inherited = {k: v for k, v in earlier.items() if k not in spec.space and k not in spec.fixed}
+            inherited = spec.takes_from(carried[spec.from_.study])   # the rule apply_from follows
         carried[spec.name] = {**inherited, **spec.space}
         out.append((spec, inherited))
     return out
@@ -151,21 +148,17 @@ def _draw(spec: StudySpec, inherited: dict[str, Any], samples: int, seed: int) -
 
 
 class Pricer:
-    """Prices configs on one device of a calibration table (param counts and estimates cached)."""
+    """Prices configs on one device of a calibration table."""
 
     def __init__(self, table: CalibrationTable, device: str, sizes: DataSizes):
         self.table, self.device, self.sizes = table, device, sizes
-        self.counts: dict[str, int] = dict(table.param_counts)   # counted by calibrate; the rest here
         self.missing: dict[str, dict] = {}
 
     def price(self, config: TrainConfig, cap: int) -> Point:
-        from facenet.models import SHAPE_FIELDS, count_params
         from facenet.probe import speed_key
+        from facenet.runnable import feasibility
 
-        shape = shape_id(tuple(getattr(config, f) for f in SHAPE_FIELDS))
-        if shape not in self.counts:
-            self.counts[shape] = count_params(config)
-        if self.counts[shape] > cap:
+        if not feasibility(config, cap).trains:   # pruned before it reads any data: it costs nothing
             return Point(0.0, 0.0, config.epochs, trains=False)
         key = speed_key(config)
         found = self.table.lookup(self.device, key)
@@ -257,7 +250,7 @@ def fit_plan(phases: list[Phase], hours: float) -> list[str]:
     elif at(0.0, "epochs") <= budget:
         _bisect(lambda s: at(s, "epochs") <= budget)
     else:
-        least = hours_text(total_seconds(phases))
+        least = fmt_hours(total_seconds(phases))
         raise PlanOverBudget(f"even one trial of one epoch per phase needs {least} GPU-hours, over the "
                              f"{hours:g}-hour budget; drop phases or lower their fidelity")
     changes = [f"{p.name}: {'top' if p.spec.from_ and p.spec.from_.top else 'n_trials'} "
@@ -277,12 +270,6 @@ def _bisect(fits) -> None:
 
 
 # ------------------------------------------------------------------ the table
-def hours_text(seconds: float) -> str:
-    """GPU-hours to two decimals, or three significant digits below 0.1 (CPU-sized test plans)."""
-    h = seconds / 3600
-    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.3g}"
-
-
 def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
     from rich.table import Table
 
@@ -299,13 +286,13 @@ def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
         approx = sum(q.approximate for q in p.points)
         table.add_row(p.name, source, str(p.trials), p.epochs(), p.shown("resolution"),
                       p.shown("max_identities"),
-                      hours_text(p.seconds()) + ("~" if approx else ""), hours_text(p.wall_seconds(gpus)),
-                      hours_text(running))
+                      fmt_hours(p.seconds()) + ("~" if approx else ""), fmt_hours(p.wall_seconds(gpus)),
+                      fmt_hours(running))
     total, wall = total_seconds(phases), sum(p.wall_seconds(gpus) for p in phases)
     table.add_section()
-    verdict = "fits" if total <= hours * 3600 else f"{hours_text(total - hours * 3600)} over"
-    table.add_row("total", "", str(sum(p.trials for p in phases)), "", "", "", hours_text(total),
-                  hours_text(wall), f"{verdict} ({hours:g})")
+    verdict = "fits" if total <= hours * 3600 else f"{fmt_hours(total - hours * 3600)} over"
+    table.add_row("total", "", str(sum(p.trials for p in phases)), "", "", "", fmt_hours(total),
+                  fmt_hours(wall), f"{verdict} ({hours:g})")
     return table
 
 
@@ -327,11 +314,9 @@ def plan_json(phases: list[Phase], hours: float, gpus: int, device: str, changes
 
 
 def run_plan(paths: list[Path], hours: float, gpus: int, table: CalibrationTable, device: str | None,
-             sizes: DataSizes, fit: bool, echo, fmt: str = "table") -> None:
-    """Print the plan (``fmt``: search.view.output); over budget, raise ``PlanOverBudget`` (exit 2) unless ``fit``
-    scales it to fit."""
-    from ..view.output import emit
-
+             sizes: DataSizes, fit: bool, echo, fmt: str = "table", *, emit) -> None:
+    """Print the plan through ``emit`` (the view's ``output.emit``, in ``fmt``); over budget, raise
+    ``PlanOverBudget`` (exit 2) unless ``fit`` scales it to fit."""
     phases, device = build_plan(paths, table, device, sizes)
     changes = fit_plan(phases, hours) if fit else []
     record = plan_json(phases, hours, gpus, device, changes)
@@ -345,8 +330,8 @@ def run_plan(paths: list[Path], hours: float, gpus: int, table: CalibrationTable
         echo(f"fit: {line}")
     total = total_seconds(phases)
     if total > hours * 3600:
-        over = hours_text(total - hours * 3600)
-        raise PlanOverBudget(f"the plan needs {hours_text(total)} GPU-hours, {over} over the {hours:g}-hour "
+        over = fmt_hours(total - hours * 3600)
+        raise PlanOverBudget(f"the plan needs {fmt_hours(total)} GPU-hours, {over} over the {hours:g}-hour "
                              f"budget; lower trials or fidelity, or rerun with --fit")
 
 

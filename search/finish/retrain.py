@@ -5,6 +5,7 @@ the retrained models on the val list, paired, as ``facesearch best`` compares tr
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -16,11 +17,12 @@ from facenet import TrainConfig, fit
 from facenet.data.folders import PairList
 from facenet.errors import DataError
 from facenet.eval.evaluate import write_scores
+from facenet.eval.compare import EerComparison
 from facenet.eval.stats import ScoredPairs
 from facenet.preflight import check_data, check_run
 
+from ..record import RETRAIN, RETRAIN_FILE, RETRAINS, RetrainRecord, TrialRecord, best_trial
 from ..run.folders import known_folder
-from ..record import RETRAIN, RETRAINS, TrialRecord, best_trial
 from ..storage import StorageError
 from ..track import EpochMetrics, RunEnd, RunInfo, Tracking
 from ..view.figures import roc_det_figs, save_png
@@ -48,10 +50,10 @@ def resolve_set(name: str, train_path: str) -> str:
     raise DataError(f"--finetune-on {name}: neither a folder nor a sibling of {train_path}")
 
 
-def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, resolution: int | None = None,
+def retrain(study: optuna.Study, runs_root: Path, *, epochs: int | None = None, resolution: int | None = None,
             finetune_on: str | None = None, finetune_epochs: int | None = None, device: str = "auto",
             log: Callable[[str], None] = print, progress: bool = False, artifacts: Path | None = None,
-            number: int | None = None, tracking: Tracking | None = None) -> dict:
+            number: int | None = None, tracking: Tracking | None = None) -> RetrainRecord:
     """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked;
     record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there.
     ``tracking``: the run, its epochs, its files (model, scores, figures) go to those backends too."""
@@ -68,16 +70,16 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
         if started:   # not for a check that failed before training
             tracking.run_end(run, RunEnd("FAIL", reason=f"{type(e).__name__}: {e}"[:500]))
         raise
-    folder = Path(record["run_dir"])
+    folder = Path(record.run_dir)
     tracking.artifacts(run, [folder / n for n in ("best.pt", "config.json", "retrain.json", "val_scores.txt",
                                                   "roc_det.html", "roc.png", "det.png")])
-    tracking.run_end(run, RunEnd("COMPLETE", record["val_eer"], tuple(record["val_eer_ci"]), record["params"],
-                                 best_epoch=record["best_epoch"]))
+    tracking.run_end(run, RunEnd("COMPLETE", record.val_eer, tuple(record.val_eer_ci), record.params,
+                                 best_epoch=record.best_epoch))
     return record
 
 
 def _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, finetune_epochs, device, log, progress,
-             artifacts, tracking, tracked, started) -> dict:
+             artifacts, tracking, tracked, started) -> RetrainRecord:
     done = [0]   # epochs before this fit (pre-training), so fine-tuning steps follow on
 
     def on_epoch(r) -> None:
@@ -107,26 +109,27 @@ def _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, f
         log(f"fine-tuning on {config.train_path} for {config.epochs} epochs")
         result = fit(config, log=log, progress=progress, on_epoch=on_epoch)
 
+    from facenet.data.cache import CacheSpec
     from facenet.eval.scoring import score_pairs
 
     pairs = PairList.read(config.val_path, config.val_list)
-    scores = score_pairs(Path(result.run_dir) / "best.pt", pairs, device, config.eval_batch, config.cache_dir)
+    scores = score_pairs(Path(result.run_dir) / "best.pt", pairs, device=device, batch=config.eval_batch,
+                         cache=CacheSpec.of(config))
     scored = ScoredPairs.of(pairs, scores)
     interval = scored.interval()
     run = Path(result.run_dir)
     scored.save(run / "val_scores.npz")     # for paired comparisons with other retrained runs
-    record = {
-        "study": study.study_name, "trial": trial.number, "search_val_eer": trial.value, "run_dir": result.run_dir,
+    record = RetrainRecord(
+        study=study.study_name, trial=trial.number, search_val_eer=trial.value, run_dir=result.run_dir,
         # best.pt on the whole val list (the run's own figure unless max_val_pairs subsampled it), so the EER,
         # its interval and the saved scores that paired comparisons read all describe one list
-        "best_pt": str(Path(result.run_dir) / "best.pt"), "val_eer": interval.eer,
-        "val_eer_ci": [interval.low, interval.high], "val_scores": str((run / "val_scores.npz").resolve()),
-        "best_epoch": result.best_epoch, "epochs": config.epochs, "resolution": config.resolution,
-        "finetuned_on": config.train_path if finetune_on else None, "params": result.params,
-        "roc": {"labels": pairs.labels.tolist(), "scores": [round(float(s), 6) for s in scores]},
-    }
-    study.set_user_attr(RETRAIN, record)
-    (run / "retrain.json").write_text(json.dumps({k: v for k, v in record.items() if k != "roc"}, indent=2))
+        best_pt=str(Path(result.run_dir) / "best.pt"), val_eer=interval.eer,
+        val_eer_ci=(interval.low, interval.high), val_scores=str((run / "val_scores.npz").resolve()),
+        best_epoch=result.best_epoch, epochs=config.epochs, resolution=config.resolution,
+        finetuned_on=config.train_path if finetune_on else None, params=result.params,
+        roc={"labels": pairs.labels.tolist(), "scores": [round(float(s), 6) for s in scores]})
+    study.set_user_attr(RETRAIN, record.to_dict())
+    (run / RETRAIN_FILE).write_text(json.dumps(record.to_dict(roc=False), indent=2))
     write_scores(run / "val_scores.txt", scores, pairs)
     title = f"trial {trial.number} retrained: val EER {interval}"
     figures = roc_det_figs(pairs.labels, scores, title)
@@ -141,7 +144,7 @@ def _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, f
 
 
 def retrain_top(study: optuna.Study, runs_root: Path, top: int | None = None, within_noise: bool = False,
-                log: Callable[[str], None] = print, **options) -> list[dict]:
+                log: Callable[[str], None] = print, **options) -> list[RetrainRecord]:
     """Retrain the ``top`` best trials, or (``within_noise``) those of the top ones the val list cannot
     tell from the best; then compare the retrained models with the best of them, paired on the val list.
 
@@ -154,16 +157,19 @@ def retrain_top(study: optuna.Study, runs_root: Path, top: int | None = None, wi
     chosen = within_noise_of_best(ranked) if within_noise else [r.trial for r in ranked]
     log(f"retraining {len(chosen)} trial(s): {', '.join(str(t.number) for t in chosen)}")
     records = [retrain(study, runs_root, log=log, number=t.number, **options) for t in chosen]
-    records.sort(key=lambda r: r["val_eer"])
-    lead = ScoredPairs.load(records[0]["val_scores"])
-    gaps = lead.compare_many([ScoredPairs.load(r["val_scores"]) for r in records[1:]])
-    for r, c in zip(records[1:], gaps):   # c: lead - r; stored as r - lead (> 0: worse than the lead)
-        r["vs_best_retrained"] = {"difference": 0.0 - c.difference, "low": 0.0 - c.high, "high": 0.0 - c.low,
-                                  "within_noise": c.within_noise, "method": "paired"}
-    study.set_user_attr(RETRAIN, records[0])
-    study.set_user_attr(RETRAINS, {str(r["trial"]): {k: v for k, v in r.items() if k != "roc"}
-                                   for r in records})
+    records.sort(key=lambda r: r.val_eer)
+    lead = ScoredPairs.load(records[0].val_scores)
+    gaps = lead.compare_many([ScoredPairs.load(r.val_scores) for r in records[1:]])
+    records[1:] = [dataclasses.replace(r, vs_best_retrained=_gap(c.reversed()))   # r - lead: > 0, worse
+                   for r, c in zip(records[1:], gaps)]
+    study.set_user_attr(RETRAIN, records[0].to_dict())
+    study.set_user_attr(RETRAINS, {str(r.trial): r.to_dict(roc=False) for r in records})
     return records
+
+
+def _gap(c: EerComparison) -> dict:
+    return {"difference": c.difference, "low": c.low, "high": c.high, "within_noise": c.within_noise,
+            "method": c.method}
 
 
 def attach(study: optuna.Study, folder: Path, files: list[Path]) -> None:

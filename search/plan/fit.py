@@ -27,7 +27,9 @@ from typing import Any
 from facenet.config import TrainConfig
 
 from ..cost.datasize import DataSizeError
-from ..cost.plan import Phase, PlanOverBudget, Pricer, hours_text
+from facenet.units import fmt_hours
+
+from ..cost.plan import Phase, PlanOverBudget, Pricer
 from .schema import FitRules, PhaseEntry, PlanSpec
 
 RES_STEP, ID_STEP = 0.8, 0.75     # one notch of a proxy's fidelity
@@ -278,7 +280,7 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
     need = out.total_s()
     if need > hours * 3600 + eps:
         raise OverBudgetFit(out, f"even at every phase's floor (fewest trials, lowest proxy fidelity, fewest epochs) "
-                             f"the plan needs {hours_text(need)} GPU-hours, over the {hours:g}-hour budget; give "
+                             f"the plan needs {fmt_hours(need)} GPU-hours, over the {hours:g}-hour budget; give "
                              f"more hours, drop phases, or lower the fit floors")
     return out
 

@@ -23,6 +23,7 @@ def follow_plan(plan: PlanSpec, url: str | None, worker_id: int = 0, device: str
     seconds to wait for a phase before giving up (None: until the plan ends)."""
     from ..run.preflight import preflight_study
     from ..run.worker import run_worker
+    from ..view.trial_log import WorkerLines
 
     state = PlanState(open_storage(url), plan.name)
     joined: list[str] = []
@@ -39,7 +40,7 @@ def follow_plan(plan: PlanSpec, url: str | None, worker_id: int = 0, device: str
             entry = plan.phase(active)
             spec = preflight_study(parse_spec(row["raw"], source=entry.path), url, device)
             log(f"plan {plan.name}: joining phase {active}")
-            ran = run_worker(spec, url, worker_id, None, None, device, log)
+            ran = run_worker(spec, url, worker_id, None, None, device, log, lines=WorkerLines())
             log(f"plan {plan.name}: phase {active}: ran {ran} trial(s)")
             joined.append(active)
             waiting_since = time.time()

@@ -17,11 +17,11 @@ import yaml
 from optuna.trial import TrialState
 
 from facenet.errors import UserError
+from facenet.units import fmt_hours
 
 from ..cost.calibration import CalibrationError, CalibrationTable, SharedCalibration, stored_table
 from ..cost.datasize import DataSizes
-from ..cost.estimate import Estimate
-from ..cost.plan import PlanOverBudget, hours_text, priced_phases
+from ..cost.plan import PlanOverBudget, priced_phases
 from ..cost.spend import spent_seconds
 from ..record import TrialRecord, best_trial
 from ..run.preflight import check_cap, check_gpus, check_runs, check_storage, preflight_study
@@ -105,7 +105,7 @@ def calibrate_here(plan: PlanSpec, storage, threads: int | None, limit_s: float,
     from ..cost.calibrate import probe_points
 
     def measure(config, say):
-        return probe(config, 2, 1, 64, log=say, min_seconds=0.2).to_dict()
+        return probe(config, steps=2, warmup=1, eval_images=64, log=say, min_seconds=0.2).to_dict()
 
     import torch
 
@@ -137,8 +137,8 @@ def measured_pace(storage, names: list[str]) -> float:
         for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False, states=(
                 TrialState.COMPLETE, TrialState.PRUNED)):
             r = TrialRecord.of(t)
-            if "seconds" in r.estimate and r.seconds and t.intermediate_values:
-                est = Estimate.from_dict(r.estimate)
+            est = r.estimate
+            if est is not None and r.seconds and t.intermediate_values:
                 real += r.seconds
                 estimated += est.for_epochs(len(t.intermediate_values)) / est.scale
     return real / estimated if real and estimated else 1.0
@@ -191,7 +191,7 @@ def refit(run: Run, table, label, sizes, state: PlanState, calibration_s: float,
     except PlanOverBudget as e:
         run.echo(f"re-plan: {e}; the phases left run at their floors")
         fit = _floors(run, table, label, sizes, rows, calibration_s, pace)
-    run.echo(f"re-plan: measured pace x{pace:.2f} of the estimates; {hours_text(fit.total_s())} of "
+    run.echo(f"re-plan: measured pace x{pace:.2f} of the estimates; {fmt_hours(fit.total_s())} of "
              f"{run.hours:g} GPU-hours planned")
     show_fit(run, fit, label, title)
     return fit
@@ -251,6 +251,7 @@ def run_phase(run: Run, name: str, row: dict, console) -> tuple[optuna.Study, in
     from ..run.study import prepare_study
     from ..run.supervisor import Supervisor
     from ..view.trial_log import log_line
+    from ..view.watch import watcher
 
     spec, path = phase_spec(run.plan, name, row["raw"], run.url)
     spec = preflight_study(spec, run.url, run.device, run.gpus)
@@ -259,7 +260,7 @@ def run_phase(run: Run, name: str, row: dict, console) -> tuple[optuna.Study, in
     settle(study)   # trials left running by a killed run: failed and queued again, resuming their checkpoints
     sup = Supervisor(spec, path, run.url, run.workers, run.gpus, None, None,
                      log=console.log if run.live else log_line)
-    return study, supervise(study, sup, console, run.live)
+    return study, supervise(study, sup, watcher(console, run.live))
 
 
 def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
@@ -289,7 +290,7 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
                             f"first), or give --calibration FILE")
         limit = plan.calibration_share * run.hours * 3600
         run.echo(f"calibrating {label}: at most {plan.calibration_share:.0%} of the budget "
-                 f"({hours_text(limit)} GPU-hours)")
+                 f"({fmt_hours(limit)} GPU-hours)")
         calibration_s, complete = calibrate_here(plan, open_storage(run.url), worker_threads(run.workers, run.gpus),
                                                  limit, run.echo)
         run.echo(f"calibrated in {calibration_s:.0f}s, {calibration_s / (run.hours * 3600):.1%} of the budget")
@@ -318,7 +319,7 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
     else:
         state.set(hours=run.hours, state=RUNNING)
     _store_fit(state, fit)
-    from ..view.status import console as make_console
+    from ..view.watch import console as make_console
 
     console = console or make_console()
     for entry in plan.phases:
@@ -412,14 +413,13 @@ def finish_plan(run: Run, state: PlanState) -> dict:
     record = retrain(study, runs_root(url), epochs=f.epochs, finetune_on=f.finetune_on,
                      finetune_epochs=f.finetune_epochs, device=run.device, log=run.echo, progress=run.live,
                      artifacts=artifact_dir(url))
-    result = {"study": plan.finish_study, "trial": record["trial"], "run": record["run_dir"],
-              "val_eer": record["val_eer"]}
+    result = {"study": plan.finish_study, "trial": record.trial, "run": record.run_dir, "val_eer": record.val_eer}
     if f.export:
         bundle = out / "bundle"
-        export_bundle(record["run_dir"], bundle, spec.param_cap, {"study": plan.finish_study,
-                                                                   "trial": record["trial"]}, onnx_available())
+        export_bundle(record.run_dir, bundle, spec.param_cap, {"study": plan.finish_study, "trial": record.trial},
+                      onnx_available())
         result["bundle"] = str(bundle)
-        config = TrialRecord.of(study.trials[record["trial"]]).config
+        config = TrialRecord.of(study.trials[record.trial]).config
         test = Path(f.test) if f.test else Path(config["val_path"]).parent / "test" / "test_pairs.csv"
         if test.is_file():
             pairs = PairList.read(test.parent, test.name)

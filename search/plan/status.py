@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cost.plan import hours_text
+from facenet.units import fmt_hours
+
 from .fit import PlanFit
 
 FIT_COLUMNS = ("phase", "from", "weight", "trials", "epochs", "resolution", "identities", "GPU-h", "share GPU-h",
@@ -24,22 +25,22 @@ def fit_table(fit: PlanFit, device: str, gpus: int, title: str = "plan"):
         if f.done:
             d = f.done
             table.add_row(f.name, source, f"{f.entry.weight:g}", str(d.get("trials_run", "")), "", "", "",
-                          hours_text(d["spent_s"]), hours_text(d.get("share_s", 0.0)), "", "done (measured)")
+                          fmt_hours(d["spent_s"]), fmt_hours(d.get("share_s", 0.0)), "", "done (measured)")
             continue
         approx = "~" if any(q.approximate for q in p.points) else ""
         changed = ", ".join(f.changes())
         table.add_row(f.name, source, f"{f.entry.weight:g}", str(p.trials), p.epochs(), p.shown("resolution"),
-                      p.shown("max_identities"), hours_text(p.seconds()) + approx, hours_text(f.share_s),
-                      hours_text(p.wall_seconds(gpus)), changed or "as written")
+                      p.shown("max_identities"), fmt_hours(p.seconds()) + approx, fmt_hours(f.share_s),
+                      fmt_hours(p.wall_seconds(gpus)), changed or "as written")
     table.add_section()
     if fit.calibration_s:
-        table.add_row("calibration", "", "", "", "", "", "", hours_text(fit.calibration_s), "", "", "spent")
-    table.add_row("finishing", "", "", "1", "", "", "", hours_text(fit.reserve_s), hours_text(fit.reserve_s), "",
+        table.add_row("calibration", "", "", "", "", "", "", fmt_hours(fit.calibration_s), "", "", "spent")
+    table.add_row("finishing", "", "", "1", "", "", "", fmt_hours(fit.reserve_s), fmt_hours(fit.reserve_s), "",
                   "reserved: " + fit.finish_steps)
     total = fit.total_s()
-    verdict = "fits" if total <= fit.hours * 3600 + 1e-6 else f"{hours_text(total - fit.hours * 3600)} over"
+    verdict = "fits" if total <= fit.hours * 3600 + 1e-6 else f"{fmt_hours(total - fit.hours * 3600)} over"
     table.add_row("total", "", "", str(sum(f.phase.trials for f in fit.fits if not f.done)), "", "", "",
-                  hours_text(total), f"{fit.hours:g}", "", verdict)
+                  fmt_hours(total), f"{fit.hours:g}", "", verdict)
     return table
 
 

@@ -1,8 +1,10 @@
-"""``facesearch study run`` on this machine: a supervisor and its live view (log lines without a terminal)."""
+"""``facesearch study run`` on this machine: a supervisor, and what it shows while it runs (the caller's
+``Watch``: the view's live view or log lines; ``run`` does not import the view)."""
 from __future__ import annotations
 
-import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Callable
 
 import optuna
 
@@ -13,39 +15,24 @@ from .study import prepare_study
 from .supervisor import Supervisor
 
 
-def supervise(study: optuna.Study, sup: Supervisor, console, live: bool = True) -> int:
-    """Run the supervisor to the end, redrawing the live view each second (on a terminal) or writing a line
-    per finished trial through the supervisor's log (to a log file); its exit status."""
-    if not live:
-        from ..view.status import summary_line
-        from ..view.trial_log import TrialLog
+# given the study and the supervisor, a context that yields what to call each second while the workers run
+Watch = Callable[[optuna.Study, Supervisor], AbstractContextManager[Callable[[], None]]]
 
-        trials = TrialLog(study, sup.log)
-        try:
-            return sup.run(study, on_tick=trials.tick)
-        finally:   # a closing summary, also when the study stopped on an error
-            trials.tick()
-            sup.log(f"summary: {summary_line(study, sup.n_trials)}")
-    from rich.live import Live
 
-    from ..view.live import progress_view
-
-    start = time.time()
-    with Live(progress_view(study, sup, start), console=console, refresh_per_second=1, transient=False) as view:
-        return sup.run(study, on_tick=lambda: view.update(progress_view(study, sup, start)))
+def supervise(study: optuna.Study, sup: Supervisor, watch: Watch) -> int:
+    """Run the supervisor to the end under ``watch``; its exit status."""
+    with watch(study, sup) as tick:
+        return sup.run(study, on_tick=tick)
 
 
 def run_study(spec: StudySpec, spec_path: Path, url: str | None, workers: int, gpus: list[int] | None,
-              n_trials: int | None, timeout: float | None, console,
-              live: bool = True) -> tuple[optuna.Study, int]:
+              n_trials: int | None, timeout: float | None, *, watch: Watch,
+              log: Callable[[str], None]) -> tuple[optuna.Study, int]:
     """Create or load the study, run ``workers`` local workers (one per GPU when given) to the end; the spec
-    has passed ``preflight_study``. ``live``: the live view on a terminal, else plain log lines."""
+    has passed ``preflight_study``. ``watch`` shows the run, ``log`` takes the supervisor's lines."""
     if gpus:
         workers = len(gpus)
     study = prepare_study(spec, open_storage(url))
     settle(study)
-    from ..logline import log_line
-
-    log = console.log if live else log_line
     sup = Supervisor(spec, spec_path, url, workers, gpus, n_trials, timeout, log=log)
-    return study, supervise(study, sup, console, live)
+    return study, supervise(study, sup, watch)

@@ -14,10 +14,10 @@ from typing import Callable
 import optuna
 import torch
 
-from facenet import NonFiniteLoss, count_params, fit
+from facenet import NonFiniteLoss, fit
 from facenet.errors import ConfigError, UserError
 from facenet.eval.stats import ScoredPairs
-from facenet.runnable import check_runnable
+from facenet.runnable import feasibility
 from facenet.train import BEST_VAL_SCORES, EpochResult
 
 from .. import record as rec
@@ -148,19 +148,16 @@ class Objective:
     def _check_feasible(self, trial: optuna.Trial, config) -> None:
         """Prune, before any data is read, a point that can never run or is over the cap. Every trial sets
         both constraints (> 0: infeasible), so the sampler learns to avoid those regions."""
-        cap = self.spec.param_cap
-        try:
-            check_runnable(config)
-            count = count_params(config)
-        except ConfigError as e:
+        f = feasibility(config, self.spec.param_cap)
+        if not f.runnable:
             trial.set_constraint(rec.RUNNABLE_CONSTRAINT, 1.0)
             trial.set_constraint(rec.CAP_CONSTRAINT, 0.0)
-            self._prune(trial, rec.INFEASIBLE, f"cannot run: {e} (not trained)")
-        trial.set_user_attr(rec.PARAM_COUNT, count)
+            self._prune(trial, rec.INFEASIBLE, f"{f.reason} (not trained)")
+        trial.set_user_attr(rec.PARAM_COUNT, f.param_count)
         trial.set_constraint(rec.RUNNABLE_CONSTRAINT, 0.0)
-        trial.set_constraint(rec.CAP_CONSTRAINT, (count - cap) / cap)
-        if count > cap:
-            self._prune(trial, rec.CAP, f"{count:,} parameters over the {cap:,} cap (not trained)")
+        trial.set_constraint(rec.CAP_CONSTRAINT, (f.param_count - f.cap) / f.cap)
+        if f.over_cap:
+            self._prune(trial, rec.CAP, f"{f.reason} (not trained)")
 
     def _prune(self, trial: optuna.Trial, rule: str, reason: str) -> None:
         """Prune the trial, recording which rule did it (``record.PRUNED_BY``) and why."""

@@ -2,18 +2,19 @@
 journal file (this machine), failed, and queued again so the retry resumes the original's checkpoint."""
 from __future__ import annotations
 
-import os
 import signal
-import socket
 from typing import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..record import FAIL_REASON, INTERRUPTED, RETRY_OF, WORKER, TrialRecord, origin_number
+from ..record import INTERRUPTED, RETRY_OF, WORKER, TrialRecord, WorkerId, origin_number
+from ..trials import MAX_RETRY, RetryStaleTrial, fail_trial
+from ..trials import requeue as queue_retry
 
+__all__ = ["MAX_RETRY", "STOP_SIGNALS", "RetryStaleTrial", "fail_trial", "interrupt", "recover_dead_trials",
+           "requeue", "settle"]
 
-MAX_RETRY = 3   # retries of a trial whose worker died (a crash each time is the trial's own fault)
 # the walltime warnings: Slurm's --signal=USR1@T by convention, USR2 for submitit's default
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -32,31 +33,12 @@ def requeue(study: optuna.Study, trial: FrozenTrial, log: Callable[[str], None] 
     return True
 
 
-def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
-    """The same params again, as a retry of the chain's first trial (whose run folder it resumes)."""
-    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin_number(trial)})
-
-
 def interrupt(study: optuna.Study, trial: FrozenTrial, why: str, log: Callable[[str], None] = print) -> None:
     """A trial stopped by a signal, on any storage: queue its retry first, then fail it, so whoever sees it
     failed also sees its retry (and never queues a second one)."""
     queue_retry(study, trial)
-    fail_with_reason(study, trial, f"{INTERRUPTED} by {why}")
+    fail_trial(study, trial, f"{INTERRUPTED} by {why}", INTERRUPTED)
     log(f"trial {trial.number}: interrupted by {why}; queued again to resume from its checkpoint")
-
-
-class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
-    """Optuna's heartbeat retry (which copies params and user attributes), marking the copy as a
-    retry of the original so it resumes that trial's checkpoint instead of starting over."""
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        trial.user_attrs[RETRY_OF] = origin_number(trial)
-        super().__call__(study, trial)
-
-
-def fail_with_reason(study: optuna.Study, t: FrozenTrial, reason: str) -> None:
-    study._storage.set_trial_user_attr(t._trial_id, FAIL_REASON, reason)   # no public setter outside the objective
-    study.tell(t.number, state=TrialState.FAIL)
 
 
 def settle(study: optuna.Study, log: Callable[[str], None] = print) -> None:
@@ -69,16 +51,6 @@ def settle(study: optuna.Study, log: Callable[[str], None] = print) -> None:
         recover_dead_trials(study, log=log)
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_dead_trials(study: optuna.Study, pids: set[int] | None = None, reason: str = "worker process died",
                         log: Callable[[str], None] = print) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker process (on this host) is gone.
@@ -87,21 +59,20 @@ def recover_dead_trials(study: optuna.Study, pids: set[int] | None = None, reaso
     ``pids`` names processes known dead; otherwise every local pid is checked. Trials
     stopped by an interrupt are also re-queued, once, so a resumed study finishes them.
     """
-    host = socket.gethostname()
     recovered = []
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials if t.number}
     for t in trials:
-        owner = t.user_attrs.get(WORKER, "")
-        owner_host, _, pid = owner.rpartition(":")
-        if t.state == TrialState.RUNNING and owner_host == host and pid.isdigit():
-            if (pids is not None and int(pid) in pids) or (pids is None and not process_alive(int(pid))):
-                fail_with_reason(study, t, f"{reason} (pid {pid})")   # the record says why, as any failure
+        owner = WorkerId.parse(t.user_attrs.get(WORKER))
+        if t.state == TrialState.RUNNING and owner is not None and owner.here:
+            pid = owner.pid
+            if (pids is not None and pid in pids) or (pids is None and owner.gone):
+                fail_trial(study, t, f"{reason} (pid {pid})")   # the record says why, as any failure
                 if requeue(study, t, log):
                     log(f"trial {t.number}: {reason} (pid {pid}); marked failed and queued again")
                 recovered.append(t.number)
         elif (pids is None and t.state == TrialState.FAIL
-              and str(t.user_attrs.get(FAIL_REASON, "")).startswith(INTERRUPTED)
+              and TrialRecord.of(t).fail_kind == INTERRUPTED
               and origin_number(t) not in retried and t.number not in retried):
             requeue(study, t, log)
             retried.add(origin_number(t))

@@ -57,10 +57,6 @@ def finished_or_running(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
 
 
-class BudgetSpent(Exception):
-    """Another worker took the last trial of the budget between our check and our ask."""
-
-
 def over_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
     """Trial numbers are handed out atomically, so ranking by number settles races between workers:
     a trial runs only if fewer than ``n_trials`` finished or running trials came before it."""

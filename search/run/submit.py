@@ -78,6 +78,10 @@ class Target:
     path: Path
     name: str
     run_args: tuple[str, ...] = ()
+    # a plan's requeue rule, given by the caller (search.plan sits above this room): a count that grows as it
+    # moves on, and why its job should not run again given that count at the job's start (None: requeue)
+    progress: Callable[[str], int] | None = None
+    why_done: Callable[[str, int | None], str | None] | None = None
 
 
 def task_command(target: Target, task: int) -> list[str]:
@@ -207,8 +211,8 @@ class SlurmTask:
 
     def __call__(self) -> int:
         task = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-        if self.requeue and self.target.kind == "plan":
-            self.progress_at_start = plan_progress(self.target.name)
+        if self.requeue and self.target.progress is not None:
+            self.progress_at_start = self.target.progress(self.target.name)
         self.proc = subprocess.Popen(task_command(self.target, task))
         # poll, not wait(): submitit's signal handler runs in this thread, and a wait() it interrupted would
         # hold the lock that its own wait for the worker needs
@@ -241,8 +245,8 @@ class SlurmTask:
         (a time limit too short for start-up and one epoch would requeue forever)."""
         if not self.requeue:
             return "--requeue not asked"
-        if self.target.kind == "plan":
-            return plan_done(self.target.name, self.progress_at_start)
+        if self.target.why_done is not None:
+            return self.target.why_done(self.target.name, self.progress_at_start)
         import optuna
 
         from ..storage import open_storage
@@ -253,43 +257,6 @@ class SlurmTask:
         if self.proc is not None and not trained(study, f"{socket.gethostname()}:{self.proc.pid}"):
             return "its worker trained no epoch in this job; give --time room for start-up and an epoch"
         return None
-
-
-def plan_done(name: str, progress_at_start: int | None, url: str | None = None) -> str | None:
-    """Why a plan's job should not run again, or None: the plan finished, or it moved on not at all in this job
-    (``progress_at_start``: ``plan_progress`` when the job started; None: not known)."""
-    from ..plan.state import FINISHED, FINISHING, PlanState
-    from ..storage import open_storage
-
-    state = PlanState(open_storage(url), name).load()
-    head = state["plan"] if state else {}
-    if head.get("state") == FINISHED:
-        return "the plan is done"
-    if progress_at_start is not None and plan_progress(name, url) <= progress_at_start:
-        if head.get("state") == FINISHING:   # retrain, export and score start again in each job
-            return "the plan's finishing (retrain, export, score) did not end within one job; give more --time"
-        return "the plan moved on not at all in this job; give --time room for start-up, calibration and an epoch"
-    return None
-
-
-def plan_progress(name: str, url: str | None = None) -> int:
-    """A count that grows whenever a plan moves on: the plan stored (0 before it first ran), epochs reported in
-    its phases' studies, phases done, its finishing begun. Finishing itself shows no progress here."""
-    import optuna
-
-    from ..plan.state import DONE, FINISHING, PlanState
-    from ..storage import open_storage
-
-    storage = open_storage(url)
-    state = PlanState(storage, name).load()
-    if state is None:
-        return 0
-    names = set(optuna.get_all_study_names(storage))
-    epochs = sum(len(t.intermediate_values)
-                 for row in state["phases"] if (row.get("raw") or {}).get("name") in names
-                 for t in optuna.load_study(study_name=row["raw"]["name"], storage=storage).get_trials(deepcopy=False))
-    return (1 + epochs + sum(row.get("status") == DONE for row in state["phases"])
-            + (state["plan"].get("state") == FINISHING))
 
 
 def trials_left(study) -> int:

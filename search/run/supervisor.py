@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,14 +17,27 @@ from optuna.trial import TrialState
 
 from facenet.devices import worker_gpu_env
 
-from ..record import WORKER
+from ..record import WORKER, WorkerId
 from ..spec import StudySpec
 from ..storage import runs_root, storage_url
 from ..track.registry import target_flags
 from .breaker import REPEATS, StudyStopped
 from .recovery import STOP_SIGNALS, interrupt, recover_dead_trials
 from .study import finished, finished_or_running
-from .tether import tether_env
+from .tether import WorkerExit, tether_env
+
+
+@dataclass
+class _Worker:
+    """A worker process this supervisor started: its number, process, log and exit-report files."""
+
+    id: int
+    proc: subprocess.Popen
+    log: Path
+    result: Path
+
+    def exit(self) -> WorkerExit:
+        return WorkerExit.read(self.result)
 
 
 class _Terminated(BaseException):
@@ -43,7 +57,7 @@ class Supervisor:
         self.timeout = timeout if timeout is not None else spec.timeout
         self.log = log
         self.log_dir = runs_root(url) / spec.name
-        self.procs: dict[int, subprocess.Popen] = {}
+        self.procs: dict[int, _Worker] = {}
         self.next_id = 0
         self.deadline = time.time() + self.timeout if self.timeout else None
         self.deaths, self.finished_at_death = 0, -1   # workers dead in a row with no trial finished between
@@ -51,7 +65,9 @@ class Supervisor:
     def spawn(self, slot: int) -> None:
         worker_id = self.next_id
         self.next_id += 1
-        env = tether_env(dict(os.environ, PYTHONUNBUFFERED="1"))   # the worker dies with this process
+        log, result = self.log_dir / f"worker-{worker_id}.log", self.log_dir / f"worker-{worker_id}.exit.json"
+        result.unlink(missing_ok=True)
+        env = tether_env(dict(os.environ, PYTHONUNBUFFERED="1"), result)   # the worker dies with this process
         if self.gpus:
             env.update(worker_gpu_env(self.gpus[slot % len(self.gpus)]))   # through the parent's own mask
         elif "OMP_NUM_THREADS" not in os.environ:   # CPU workers share the cores instead of oversubscribing them
@@ -62,12 +78,11 @@ class Supervisor:
         cmd = [sys.executable, "-P", "-m", "search.cli", "worker", str(self.spec_path), "--storage", self.url,
                "--worker-id", str(worker_id), *n, *timeout, *target_flags(self.spec.tracking)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_dir / f"worker-{worker_id}.log", "a")
-        self.procs[slot] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)   # Ctrl-C reaches the supervisor only
-        self.procs[slot].worker_id = worker_id
-        out.close()
-        self.log(f"worker {worker_id} started (pid {self.procs[slot].pid})")
+        with open(log, "a") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)   # Ctrl-C reaches the supervisor only
+        self.procs[slot] = _Worker(worker_id, proc, log, result)
+        self.log(f"worker {worker_id} started (pid {proc.pid})")
 
     def run(self, study: optuna.Study, on_tick: Callable[[], None] = lambda: None, tick: float = 1.0) -> int:
         """Run the workers to the end: 0, or 128 + the signal that stopped it; ``StudyStopped`` when a
@@ -108,50 +123,45 @@ class Supervisor:
         return self.n_trials is not None and finished_or_running(study) >= self.n_trials
 
     def reap(self, study: optuna.Study) -> None:
-        for slot, proc in list(self.procs.items()):
-            code = proc.poll()
+        for slot, w in list(self.procs.items()):
+            code = w.proc.poll()
             if code is None:
                 continue
             del self.procs[slot]
             if code == 0:
                 continue
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-            self.log(f"worker {proc.worker_id} (pid {proc.pid}) {how}; see {self.log_dir}/worker-{proc.worker_id}.log")
-            recover_dead_trials(study, {proc.pid}, reason=f"worker {proc.worker_id} {how}", log=self.log)
+            self.log(f"worker {w.id} (pid {w.proc.pid}) {how}; see {w.log}")
+            recover_dead_trials(study, {w.proc.pid}, reason=f"worker {w.id} {how}", log=self.log)
+            ended = w.exit()
             if code == 2:
-                raise StudyStopped(self._last_error(proc.worker_id)
-                                   or f"worker {proc.worker_id} stopped on a user error")
+                raise StudyStopped(ended.error or f"worker {w.id} stopped on a user error")
             done = finished(study)
             self.deaths = self.deaths + 1 if done == self.finished_at_death else 1
             self.finished_at_death = done
             if self.deaths >= REPEATS:
                 raise StudyStopped(f"{self.deaths} workers in a row died with no trial finished in between; "
-                                   f"the last {how}: {self._last_error(proc.worker_id, any_line=True)}")
+                                   f"the last {how}: {ended.error or f'see {w.log}'}")
             if not self.budget_spent(study):
-                self.log(f"replacing worker {proc.worker_id}")
+                self.log(f"replacing worker {w.id}")
                 self.spawn(slot)
-
-    def _last_error(self, worker_id: int, any_line: bool = False) -> str:
-        """The worker's last ``error:`` line (a user error), or with ``any_line`` its very last line."""
-        path = self.log_dir / f"worker-{worker_id}.log"
-        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
-        errors = [l.removeprefix("error: ") for l in lines if l.startswith("error: ")]
-        return errors[-1] if errors else (lines[-1] if any_line and lines else "")
 
     def stop(self, study: optuna.Study, why: str) -> None:
         """Ctrl-C: SIGTERM every worker (each fails its trial with the reason), wait, leave nothing RUNNING."""
         self.log(f"{why}: stopping {len(self.procs)} worker(s)...")
-        for proc in self.procs.values():
+        procs = [w.proc for w in self.procs.values()]
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        pids = {p.pid for p in self.procs.values()}
+        pids = {p.pid for p in procs}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get(WORKER, "").rpartition(":")[2] in {str(p) for p in pids}:
+            owner = WorkerId.parse(t.user_attrs.get(WORKER))
+            if owner is not None and owner.here and owner.pid in pids:
                 interrupt(study, t, why, self.log)
         self.procs.clear()

@@ -8,31 +8,38 @@ resumes it from its checkpoint.
 from __future__ import annotations
 
 import gc
-import os
 import signal
-import socket
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from facenet.errors import UserError
 
 from ..cost.budget import CostGuard
 from ..logline import Line
-from ..record import FAIL_REASON, NOT_RUN, SLURM_JOB, WORKER
+from ..record import FAIL_KIND, FAIL_REASON, NOT_RUN, SLURM_JOB, WORKER, WorkerId
 from ..spec import StudySpec, build_pruner, build_sampler
 from ..spec.schema import DEFAULT_MAX_FAILURES
 from ..storage import open_storage, runs_root
+from ..trials import BudgetSpent, quiet_optuna
 from .breaker import CircuitBreaker, StudyStopped, is_storage_error
 from .objective import Objective, StudyCannotRun, TrialFailed
 from .recovery import STOP_SIGNALS, interrupt, settle
 from .slurm import slurm_job
-from ..view.trial_log import trial_line
-from .study import FINISHED, BudgetSpent, finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
+from .study import FINISHED, finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+class WorkerLines(Protocol):
+    """How a worker words a finished trial and its closing summary: the caller gives it (the view's
+    ``trial_log.WorkerLines``), so ``run`` does not import the view."""
+
+    def trial(self, t: FrozenTrial) -> object: ...
+
+    def summary(self, study: optuna.Study, n_trials: int | None) -> str: ...
+
+
 POLL = 2.0   # seconds between looks at trials running elsewhere
 
 
@@ -41,8 +48,11 @@ class _Interrupted(BaseException):
 
 
 def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_trials: int | None = None,
-               timeout: float | None = None, device: str = "auto", log: Callable[[str], None] = print) -> int:
-    """One worker: run the spec's trials until the study's budget is spent; returns trials run here."""
+               timeout: float | None = None, device: str = "auto", log: Callable[[str], None] = print,
+               lines: WorkerLines | None = None) -> int:
+    """One worker: run the spec's trials until the study's budget is spent; returns trials run here.
+    ``lines`` (the view's) word a finished trial and the closing summary; without it the worker logs neither."""
+    quiet_optuna()
     storage = open_storage(url)
     prepare_study(spec, storage)
     # a resumed study must not replay the seeds of its first run: offset by the trials already there
@@ -53,15 +63,16 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
     n_trials = n_trials if n_trials is not None else spec.n_trials
     runs = runs_root(url)
     job = slurm_job()
+    host = str(WorkerId.me())
     log(Line(f"worker {worker_id} started: study {spec.name}, budget {n_trials or 'unbounded'} trial(s), on "
-             f"{worker_name()}" + (f", Slurm job {job}" if job else ""),
-             event="start", worker=worker_id, study=spec.name, n_trials=n_trials, host=worker_name(), slurm_job=job))
+             f"{host}" + (f", Slurm job {job}" if job else ""),
+             event="start", worker=worker_id, study=spec.name, n_trials=n_trials, host=host, slurm_job=job))
     why = "budget spent"
     try:
         with Objective(spec, runs, device, log) as objective:   # closing sends the tracking events still queued
             return optimize_until(study, objective, n_trials, time.time() + timeout if timeout else None, log,
                                   after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
-                                  breaker=CircuitBreaker(study, spec.max_failures),
+                                  breaker=CircuitBreaker(study, spec.max_failures), lines=lines,
                                   before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
     except SystemExit as e:
         why = f"stopped by a signal (exit status {e.code})"
@@ -70,35 +81,31 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
         why = f"stopped: {e}"
         raise
     finally:
-        log_exit(study, worker_id, n_trials, why, log)
+        log_exit(study, worker_id, n_trials, why, log, lines)
 
 
-def worker_name() -> str:
-    """``host:pid``, kept on each trial this process runs (how recovery tells a dead worker's trial)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def log_exit(study: optuna.Study, worker_id: int, n_trials: int | None, why: str, log: Callable[[str], None]) -> None:
+def log_exit(study: optuna.Study, worker_id: int, n_trials: int | None, why: str, log: Callable[[str], None],
+             lines: WorkerLines | None = None) -> None:
     """The exit line (why, trials run here) and a closing summary of the whole study."""
-    from ..view.status import summary_line
-
     try:
         trials = study.get_trials(deepcopy=False)
     except Exception as e:   # the storage went away: say so rather than hide the exit line behind a traceback
         log(Line(f"worker {worker_id} exiting: {why}; storage unreachable ({type(e).__name__})", event="exit",
                  worker=worker_id, reason=why))
         return
-    ran = sum(t.user_attrs.get(WORKER) == worker_name() and t.state in FINISHED for t in trials)
+    ran = sum(t.user_attrs.get(WORKER) == str(WorkerId.me()) and t.state in FINISHED for t in trials)
     log(Line(f"worker {worker_id} exiting: {why}; ran {ran} trial(s)", event="exit", worker=worker_id,
              reason=why, ran=ran))
-    log(Line(f"summary: {summary_line(study, n_trials)}", event="summary", study=study.study_name))
+    if lines is not None:
+        log(Line(f"summary: {lines.summary(study, n_trials)}", event="summary", study=study.study_name))
 
 
 def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
                    deadline: float | None = None, log: Callable[[str], None] = print,
                    after_trial: Callable[[], object] = lambda: None,
                    breaker: CircuitBreaker | None = None,
-                   before_trial: Callable[[optuna.Trial], None] = lambda trial: None) -> int:
+                   before_trial: Callable[[optuna.Trial], None] = lambda trial: None,
+                   lines: WorkerLines | None = None) -> int:
     """Run trials until the study holds ``n_trials`` finished or running ones or ``deadline`` passes.
 
     Each trial records the process running it, so a supervisor (or a later worker on this
@@ -108,7 +115,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     checkpoint) and exits with status 130. ``breaker`` stops the worker (``StudyStopped``) on a failure that is not the
     configuration's own or too many failures.
     """
-    me = worker_name()
+    me = str(WorkerId.me())
     job = slurm_job()
     breaker = breaker or CircuitBreaker(study, DEFAULT_MAX_FAILURES)
     current: list[int] = []
@@ -121,6 +128,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         current[:] = [trial.number]
         if n_trials is not None and over_budget(study, trial.number, n_trials):
             trial.set_user_attr(FAIL_REASON, f"{NOT_RUN} when this trial started (not run)")
+            trial.set_user_attr(FAIL_KIND, NOT_RUN)
             raise BudgetSpent()
         try:
             before_trial(trial)
@@ -157,7 +165,8 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
             except BudgetSpent:
                 break
             ran += 1
-            log(trial_line(study.get_trials(deepcopy=False)[current[0]]))
+            if lines is not None:
+                log(lines.trial(study.get_trials(deepcopy=False)[current[0]]))
             breaker.after(current[0])
             after_trial()
     except StudyCannotRun as e:

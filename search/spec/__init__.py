@@ -8,10 +8,10 @@ by name), ``space`` (suggesting params, the smallest model, points that cannot r
 from .chain import apply_from
 from .components import PRUNERS, SAMPLERS, build_pruner, build_sampler
 from .parse import load_spec, parse_spec
-from .schema import DEFAULT_CAP, FromSpec, ParamSpec, SpecError, StudySpec
+from .schema import PARAM_CAP, FromSpec, ParamSpec, SpecError, StudySpec
 from .space import smallest_param_count, suggest, unrunnable_point
 from .units import parse_count, parse_duration
 
 __all__ = ["apply_from", "PRUNERS", "SAMPLERS", "build_pruner", "build_sampler", "load_spec", "parse_spec",
-           "DEFAULT_CAP", "FromSpec", "ParamSpec", "SpecError", "StudySpec", "smallest_param_count", "suggest",
+           "PARAM_CAP", "FromSpec", "ParamSpec", "SpecError", "StudySpec", "smallest_param_count", "suggest",
            "unrunnable_point", "parse_count", "parse_duration"]

@@ -42,14 +42,14 @@ def apply_from(spec: StudySpec, storage) -> StudySpec:
     before = stored_spec(earlier).get("inherited", {})
     available = {**before, **best.params}
     known = set(before).union(*(t.params for t in trials))
-    listed = spec.from_.params is not None
-    inherited = {}
-    for i, key in enumerate(spec.from_.params if listed else available):
-        path = f"from.params[{i}]" if listed else "from"
+    listed = spec.from_.params or ()
+    for i, key in enumerate(listed):
         if key not in known:
-            r.fail(path, f"{key!r} is not a param of study {name!r} (its params: {', '.join(sorted(known))})")
-        if key in available and (listed or key not in spec.space and key not in spec.fixed):
-            inherited[key] = r.field_value(r.field_name(key, path), available[key], path)
+            r.fail(f"from.params[{i}]", f"{key!r} is not a param of study {name!r} "
+                                        f"(its params: {', '.join(sorted(known))})")
+    paths = {key: f"from.params[{i}]" for i, key in enumerate(listed)}
+    inherited = {key: r.field_value(r.field_name(key, paths.get(key, "from")), value, paths.get(key, "from"))
+                 for key, value in spec.takes_from(available).items()}
     enqueue = [p for p in ({k: v for k, v in point.items() if k not in inherited} for point in spec.enqueue) if p]
     out = dataclasses.replace(spec, fixed={**inherited, **spec.fixed}, inherited=inherited, enqueue=enqueue,
                               space={k: p for k, p in spec.space.items() if k not in inherited})
@@ -75,8 +75,7 @@ def _promote(r: Reader, spec: StudySpec, earlier: optuna.Study, trials: list) ->
     fidelity) over them; what X inherited itself comes along as fixed, as with plain ``from:``."""
     name, k = earlier.study_name, spec.from_.top
     inherited = {key: r.field_value(r.field_name(key, "from"), value, "from")
-                 for key, value in stored_spec(earlier).get("inherited", {}).items()
-                 if key not in spec.space and key not in spec.fixed}
+                 for key, value in spec.takes_from(stored_spec(earlier).get("inherited", {})).items()}
     promoted = []
     for t in ranked(trials)[:k]:
         point = {}

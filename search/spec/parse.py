@@ -19,7 +19,7 @@ from facenet.errors import did_you_mean
 
 from .components import PRUNERS, SAMPLER_NEEDS, SAMPLERS, build_pruner, grid_space, parse_component
 from .reader import SCALARS, Reader, expand, kind_of, read_yaml
-from .schema import (DATA_FIELDS, DEFAULT_CAP, DEFAULT_MAX_FAILURES, DependencyCycle, FromSpec, ParamSpec,
+from .schema import (DATA_FIELDS, PARAM_CAP, DEFAULT_MAX_FAILURES, DependencyCycle, FromSpec, ParamSpec,
                      SpecError, StudySpec, dependency_order, on_step)
 from .units import parse_duration, parse_count
 from ..track.registry import TrackingError, parse_targets
@@ -212,7 +212,7 @@ def _parse_max_failures(r: Reader, raw: Any, n_trials: int | None) -> int:
 def _parse_cap(r: Reader, raw: Any) -> int:
     raw = r.mapping(raw, "constraint", ("param_cap",))
     try:
-        return parse_count(raw.get("param_cap", DEFAULT_CAP))
+        return parse_count(raw.get("param_cap", PARAM_CAP))
     except SpecError as e:
         r.fail("constraint.param_cap", str(e))
 

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facenet.config import TrainConfig
+from facenet.config import PARAM_CAP, TrainConfig
 from facenet.errors import UserError
 
 DATA_FIELDS = {"train": "train_path", "val": "val_path", "val_list": "val_list"}   # data: key -> TrainConfig field
-DEFAULT_CAP = 11_500_000
 DEFAULT_MAX_FAILURES = 10      # budget.max_failures without n_trials (with it: 20% of n_trials, 10 at least)
 
 
@@ -144,7 +143,7 @@ class StudySpec:
     space: dict[str, ParamSpec] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
-    param_cap: int = DEFAULT_CAP
+    param_cap: int = PARAM_CAP
     n_trials: int | None = None
     timeout: float | None = None
     epochs: int | None = None
@@ -163,6 +162,15 @@ class StudySpec:
         """A hash of the spec as written (space, fixed, data before ${VAR} expansion, from:): two different
         specs under one name in one storage are refused; the same file on machines with other paths is not."""
         return self.signature
+
+    def takes_from(self, earlier: dict[str, Any]) -> dict[str, Any]:
+        """What ``from:`` carries over from an earlier phase's values (its params and what it inherited
+        itself): the listed params it has, or, with no list, each one this phase neither searches nor fixes.
+        The one rule both the runner (``chain.apply_from``) and the planner (``cost.plan.chained``) follow."""
+        listed = self.from_.params if self.from_ is not None else None
+        if listed is not None:
+            return {k: earlier[k] for k in listed if k in earlier}
+        return {k: v for k, v in earlier.items() if k not in self.space and k not in self.fixed}
 
     def base_config(self) -> TrainConfig:
         values = {DATA_FIELDS[k]: v for k, v in self.data.items()} | self.fixed

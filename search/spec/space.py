@@ -94,26 +94,23 @@ def distinct_configs(spec: StudySpec, fields: tuple[str, ...]) -> Iterator[tuple
 def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
     """The smallest parameter count the space reaches, and the params (shaping ones and what enables them)
     that reach it. Continuous ranges count at their endpoints; at most ``MAX_COMBOS`` models are built."""
-    from facenet.models import SHAPE_FIELDS, count_params
+    from facenet.models import count_params   # memoised per model shape
 
     base = spec.base_config()
     names = _needed(spec.space)
     # too many combinations with every stepped value: try the endpoints of numeric ranges only
     endpoints = sum(1 for _ in itertools.islice(_points(spec.space, names, spec.fixed, False), MAX_COMBOS + 1)) \
         > MAX_COMBOS
-    counts: dict[tuple, int | None] = {}
     best: tuple[int, dict[str, Any]] | None = None
     error: ConfigError | None = None
     for point in itertools.islice(_points(spec.space, names, spec.fixed, endpoints), MAX_COMBOS):
-        config = base.replace(**point)
-        key = tuple(getattr(config, f) for f in SHAPE_FIELDS)
-        if key not in counts:
-            try:
-                counts[key] = count_params(config)
-            except ConfigError as e:   # a combination that cannot be built cannot run either
-                counts[key], error = None, error or e
-        if counts[key] is not None and (best is None or counts[key] < best[0]):
-            best = (counts[key], point)
+        try:
+            count = count_params(base.replace(**point))
+        except ConfigError as e:   # a combination that cannot be built cannot run either
+            error = error or e
+            continue
+        if best is None or count < best[0]:
+            best = (count, point)
     if best is None:
         raise SpecError.at(spec.source, "space", f"no configuration in the space builds a model: {error}")
     return best
@@ -122,15 +119,13 @@ def smallest_param_count(spec: StudySpec) -> tuple[int, dict[str, Any]]:
 def unrunnable_point(spec: StudySpec) -> tuple[dict[str, Any], ConfigError] | None:
     """A combination the space can draw that can never run (``facenet.runnable``), with its error, or None.
     Walks the params the checks read (and what enables them), at most ``MAX_COMBOS`` points."""
-    from facenet.runnable import RUNNABLE_FIELDS, check_runnable
+    from facenet.runnable import RUNNABLE_FIELDS, feasibility
 
     if not _needed(spec.space, RUNNABLE_FIELDS):
         return None
     for point, config in distinct_configs(spec, RUNNABLE_FIELDS):
-        try:
-            check_runnable(config)
-        except ConfigError as e:
-            return point, e
+        if (error := feasibility(config, spec.param_cap).error) is not None:
+            return point, error
     return None
 def combinations(space: dict[str, ParamSpec], fixed: dict[str, Any], fields: tuple[str, ...],
                  limit: int = MAX_COMBOS) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial
 
-from ..record import DESCRIPTION, METRIC as TARGET, TrialRecord
+from ..record import DESCRIPTION, METRIC as TARGET, RETRAINED_FROM, TrialRecord
 from ..storage import redact, storage_url
 from .choices import by_choice
 from .experiments import regime, retrained_trials, write_experiments
@@ -53,7 +53,7 @@ class Storage:
                                for t in s.get_trials(deepcopy=False)})
 
     def name_of(self, t: FrozenTrial) -> str:
-        return self.names.get(t._trial_id, f"retrain of {t.user_attrs.get('retrained_from', '?')}")
+        return self.names.get(t._trial_id, f"retrain of {t.user_attrs.get(RETRAINED_FROM, '?')}")
 
 
 # ---------------------------------------------------------------- sections
@@ -64,7 +64,7 @@ def _studies(db: Storage) -> list[Part]:
                    "within noise of the best (top 5)", "retrained"])
     for ctx in db.contexts:
         ranked = rank_top(ctx.trials, 5)
-        retrained = [f"{eer_text(t)} (trial {t.user_attrs['retrained_from']})"
+        retrained = [f"{eer_text(t)} (trial {t.user_attrs[RETRAINED_FROM]})"
                      for t in retrained_trials(ctx.study)]
         tied = ", ".join(str(t.number) for t in within_noise_of_best(ranked))
         table.rows.append([ctx.study.study_name, ctx.study.user_attrs.get(DESCRIPTION, ""), len(ctx.trials),

@@ -3,13 +3,16 @@ from the best."""
 from __future__ import annotations
 
 import optuna
+from optuna.trial import FrozenTrial
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..record import TrialRecord
 from ..storage import StorageError
 from .noise import Ranked, complete_trials, eer_text, methods_used, rank_top, within_noise_of_best
-from .status import best_lines, fmt_params, trial_json
+from .status import trial_json
+from .trials import fmt_params
 
 VERDICT_STYLE = {"best": "bold green", "within noise": "green", "worse": "dim", "no interval": "yellow"}
 
@@ -32,8 +35,8 @@ def best_view(study: optuna.Study, top: int = 5) -> Group:
         table.add_column(col, justify="right" if col in ("rank", "trial", "P(best better)") else "left")
     for r in ranked:
         g = r.gap
-        p = "" if g is None or g.p_ref_better is None else f"{g.p_ref_better:.2f}"
-        table.add_row(str(r.rank + 1), str(r.trial.number), eer_text(r.trial), str(g) if g else "", p,
+        p = "" if g is None or g.p_b_better is None else f"{g.p_b_better:.2f}"
+        table.add_row(str(r.rank + 1), str(r.trial.number), eer_text(r.trial), g.gap_text() if g else "", p,
                       g.method if g else "", r.verdict, fmt_params(r.trial.params),
                       style=VERDICT_STYLE.get(r.verdict))
     tied = within_noise_of_best(ranked)
@@ -52,6 +55,13 @@ def best_json(study: optuna.Study, top: int = 5) -> dict:
     for r in ranked:
         g = r.gap
         gap = None if g is None else {"difference": g.difference, "low": g.low, "high": g.high,
-                                      "p_best_better": g.p_ref_better, "method": g.method}
+                                      "p_best_better": g.p_b_better, "method": g.method}
         rows.append({"rank": r.rank + 1, **trial_json(r.trial), "verdict": r.verdict, "vs_best": gap})
     return {"study": study.study_name, **trial_json(ranked[0].trial), "top": rows}
+
+
+def best_lines(study: optuna.Study, t: FrozenTrial) -> list[str]:
+    r = TrialRecord.of(t)
+    return [f"best trial {t.number} of study {study.study_name}: val EER {eer_text(t)}",
+            f"  parameters {r.param_count or 0:,} (best epoch {r.best_epoch if r.best_epoch is not None else '?'})",
+            *(f"  {k}: {v}" for k, v in t.params.items())]

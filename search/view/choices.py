@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from facenet.eval.stats import EerInterval
+from facenet.eval.compare import EerInterval
 
 from .noise import Gap, compare_to, complete_trials, interval_of, median_interval
 from .tables import Table, config_value
@@ -73,7 +73,7 @@ class ByChoice:
             med, low, high = r.median
             median = f"{med:.2f}%" + (f" [{low:.1f}, {high:.1f}]" if low == low else "")
             t.rows.append([r.choice, best, self.name_of(r.best), median, len(r.trials),
-                           "" if i == 0 else str(r.gap) if r.gap else "?", _verdict(i, r)])
+                           "" if i == 0 else r.gap.gap_text() if r.gap else "?", _verdict(i, r)])
         return t
 
     def csv_table(self) -> Table:
@@ -103,10 +103,10 @@ class ByChoice:
                f"({lead.interval or f'{lead.best.value:.2f}%'}, trial {self.name_of(lead.best)})."]
         if tied:
             names = _join([lead.choice] + [r.choice for r in tied])
-            gaps = "; ".join(f"{r.choice} {r.gap} ({r.gap.method})" for r in tied)
+            gaps = "; ".join(f"{r.choice} {r.gap.gap_text()} ({r.gap.method})" for r in tied)
             out.append(f"{names} cannot be told apart on this val list: the best trials' differences from "
                        f"{lead.choice}'s, in points with 95% intervals, contain 0 ({gaps}).")
-        out += [f"{r.choice} is worse than {lead.choice}: its best trial is {r.gap} points behind "
+        out += [f"{r.choice} is worse than {lead.choice}: its best trial is {r.gap.gap_text()} points behind "
                 f"({r.gap.method})." for r in worse]
         if unknown:
             out.append(f"{_join([r.choice for r in unknown])}: no interval kept, so no verdict against "

@@ -9,7 +9,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..record import CONFIG, RETRAIN, RETRAINS, VAL_EER_CI, VAL_SCORES, TrialRecord
+from ..record import (CONFIG, NOTES, PARAM_COUNT, RETRAINED_FROM, VAL_EER_CI, VAL_SCORES, TrialRecord,
+                      retrain_records)
 from .noise import best_reached
 from .tables import Table
 
@@ -38,24 +39,21 @@ def regime(config: dict[str, Any]) -> str:
 def retrained_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The study's retrained models as trials (value, interval, scores, config), so the same comparisons
     apply to them; a record without a config beside its model is skipped."""
-    records = dict(study.user_attrs.get(RETRAINS) or {})
-    if (last := study.user_attrs.get(RETRAIN)) and str(last.get("trial")) not in records:
-        records[str(last.get("trial"))] = last
     out = []
-    for number, r in sorted(records.items(), key=lambda kv: int(kv[0])):
+    for number, r in sorted(retrain_records(study).items()):
         try:
-            config = json.loads((Path(r["run_dir"]) / "config.json").read_text())
-        except (OSError, ValueError, KeyError):
+            config = json.loads((Path(r.run_dir) / "config.json").read_text())
+        except (OSError, ValueError, TypeError):
             config = {}
-        attrs = {CONFIG: config, "retrained_from": int(number), "notes": f"retrain of trial {number}"
-                 + (f", fine-tuned on {Path(r['finetuned_on']).name}" if r.get("finetuned_on") else "")}
-        if r.get("val_eer_ci"):
-            attrs[VAL_EER_CI] = r["val_eer_ci"]
-        if r.get("val_scores"):
-            attrs[VAL_SCORES] = r["val_scores"]
-        if r.get("params"):
-            attrs["param_count"] = r["params"]
-        out.append(optuna.trial.create_trial(value=r["val_eer"], user_attrs=attrs))
+        attrs = {CONFIG: config, RETRAINED_FROM: number, NOTES: f"retrain of trial {number}"
+                 + (f", fine-tuned on {Path(r.finetuned_on).name}" if r.finetuned_on else "")}
+        if r.val_eer_ci:
+            attrs[VAL_EER_CI] = list(r.val_eer_ci)
+        if r.val_scores:
+            attrs[VAL_SCORES] = r.val_scores
+        if r.params:
+            attrs[PARAM_COUNT] = r.params
+        out.append(optuna.trial.create_trial(value=r.val_eer, user_attrs=attrs))
     return out
 
 
@@ -64,8 +62,8 @@ def _epochs(history: list[dict], key: str) -> str:
 
 
 def _notes(t: FrozenTrial, r: TrialRecord) -> str:
-    if "notes" in t.user_attrs:
-        return t.user_attrs["notes"]
+    if NOTES in t.user_attrs:
+        return t.user_attrs[NOTES]
     if t.state == TrialState.PRUNED:
         return f"pruned ({r.pruned_by}): {r.reason}" if r.pruned_by else "pruned"
     if t.state == TrialState.FAIL:
@@ -80,7 +78,7 @@ def experiment_table(studies: list[optuna.Study]) -> Table:
         retrained = retrained_trials(study)
         for t in [*study.get_trials(deepcopy=False), *retrained]:
             r = TrialRecord.of(t)
-            again = t.user_attrs.get("retrained_from")
+            again = t.user_attrs.get(RETRAINED_FROM)
             number, run = ((again, f"retrain-{again:04d}") if again is not None
                            else (t.number, f"trial-{t.number:04d}"))
             low, high = r.val_eer_ci or (None, None)

@@ -5,7 +5,7 @@ A finished trial keeps the 95 % identity-bootstrap interval of its best epoch's 
 scored on the same val list are compared *paired*: the same identity resamples for both
 (``facenet.eval.stats.ScoredPairs.compare_many``), which cancels the noise the two share. When a score
 file is gone (deleted, another machine's disk) the comparison falls back to the two stored
-intervals (``facenet.eval.stats.unpaired_difference``), which is wider: it calls fewer trials different.
+intervals (``facenet.eval.compare.compare_intervals``), which is wider: it calls fewer trials different.
 """
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from typing import Sequence
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from facenet.eval.stats import LEVEL, N_RESAMPLES, SEED, EerInterval, ScoredPairs, unpaired_difference
+from facenet.eval.compare import LEVEL, N_RESAMPLES, SEED, EerComparison, EerInterval, compare_intervals
+from facenet.eval.stats import ScoredPairs
 
-from ..record import TrialRecord
+from ..record import RetrainRecord, TrialRecord
 
-PAIRED = "paired"          # same resamples of the same list for both trials
+PAIRED = "paired"          # same resamples of the same list for both trials (EerComparison.method)
 UNPAIRED = "unpaired"      # from the two stored intervals (a score file is missing or the lists differ)
+Gap = EerComparison        # a trial (A) against a reference trial (B): difference > 0, it is worse
 
 
 def best_reached(t: FrozenTrial) -> tuple[float | None, int | None]:
@@ -53,12 +55,11 @@ def eer_text(t: FrozenTrial) -> str:
     return str(interval) if interval else "" if value is None else f"{value:.2f}%"
 
 
-def retrain_text(record: dict) -> str:
+def retrain_text(record: RetrainRecord) -> str:
     """A retrain record's val EER, with its interval when it kept one."""
-    value, ci = record.get("val_eer"), record.get("val_eer_ci")
-    if value is None:
+    if record.val_eer is None:
         return "?"
-    return str(EerInterval(value, *ci)) if ci else f"{value:.2f}%"
+    return str(EerInterval(record.val_eer, *record.val_eer_ci)) if record.val_eer_ci else f"{record.val_eer:.2f}%"
 
 
 def scores_of(t: FrozenTrial) -> ScoredPairs | None:
@@ -76,29 +77,6 @@ def _load(path: str, _mtime: int) -> ScoredPairs:    # the mtime in the key: a r
     return ScoredPairs.load(path)
 
 
-def _same_list(a: ScoredPairs, b: ScoredPairs) -> bool:
-    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("labels", "left_ids", "right_ids"))
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A trial's EER minus a reference trial's, in points, with its 95 % interval (> 0: it is worse)."""
-
-    difference: float
-    low: float
-    high: float
-    method: str                        # PAIRED or UNPAIRED
-    p_ref_better: float | None = None  # paired only: share of resamples where the reference is better
-
-    @property
-    def within_noise(self) -> bool:
-        """The interval contains 0: the val list cannot tell the two apart."""
-        return self.low <= 0 <= self.high
-
-    def __str__(self) -> str:
-        return f"{self.difference:+.2f} [{self.low:+.1f}, {self.high:+.1f}]"
-
-
 def compare_to(ref: FrozenTrial, others: Sequence[FrozenTrial]) -> list[Gap | None]:
     """Each of ``others`` against ``ref``: paired where both score files exist and hold the same list,
     else from the stored intervals; None where neither is possible (a trial kept no interval)."""
@@ -107,18 +85,15 @@ def compare_to(ref: FrozenTrial, others: Sequence[FrozenTrial]) -> list[Gap | No
     paired = []
     for i, other in enumerate(others):
         scores = scores_of(other) if ref_scores is not None else None
-        if scores is not None and _same_list(ref_scores, scores):
+        if scores is not None and ref_scores.same_list(scores):
             paired.append((i, scores))
         else:
             a, b = interval_of(other), interval_of(ref)
             if a is not None and b is not None:
-                low, high = unpaired_difference(a, b)
-                out[i] = Gap(a.eer - b.eer, low, high, UNPAIRED)
-    if paired:
-        # compare_many: A is the reference, its difference ref - other; flip the sign and the bounds
-        # (0.0 - x, not -x: an exact tie prints +0.00, not -0.00)
+                out[i] = compare_intervals(a, b)
+    if paired:   # compare_many: the reference is A (one set of its resample EERs); each other is A here
         for (i, _), c in zip(paired, ref_scores.compare_many([s for _, s in paired])):
-            out[i] = Gap(0.0 - c.difference, 0.0 - c.high, 0.0 - c.low, PAIRED, c.p_a_better)
+            out[i] = c.reversed()
     return out
 
 

@@ -27,13 +27,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..record import DESCRIPTION, METRIC as TARGET, RETRAIN, TrialRecord, best_trial, stored_spec
+from ..record import DESCRIPTION, METRIC as TARGET, TrialRecord, best_trial, retrain_record, stored_spec
 from .choices import ByChoice, by_choice, choice_keys
 from .figures import Fig, optuna_fig, roc_det_figs
 from .noise import Ranked, eer_text, methods_used, rank_top, retrain_text
 from .page import Page, Part, Skip
 from .proxy import proxy_pairs, spearman
-from .status import counts
+from .trials import counts
 from .tables import Table, trials_table
 
 TOP = 5    # trials in the "within noise" table
@@ -162,15 +162,15 @@ def _choices(ctx: Context) -> list[Part]:
 
 
 def _roc_det(ctx: Context) -> list[Part]:
-    record = ctx.study.user_attrs.get(RETRAIN) or {}
-    roc = record.get("roc")
+    record = retrain_record(ctx.study)
+    roc = record.roc if record else None
     if not roc:
         raise Skip("no retrained run with val scores is recorded on this study; run `facesearch retrain` first")
     labels, scores = np.asarray(roc["labels"], dtype=int), np.asarray(roc["scores"], dtype=float)
     if len(set(labels.tolist())) < 2:
         raise Skip("the recorded val pairs hold only one label; ROC needs same and different pairs")
-    title = f"trial {record.get('trial')} retrained: val EER {retrain_text(record)} over {len(labels)} pairs"
-    return [f"<p>{html.escape(title)}; run {html.escape(str(record.get('run_dir', '')))}</p>",
+    title = f"trial {record.trial} retrained: val EER {retrain_text(record)} over {len(labels)} pairs"
+    return [f"<p>{html.escape(title)}; run {html.escape(str(record.run_dir))}</p>",
             *roc_det_figs(labels, scores, title)]
 
 
@@ -243,8 +243,8 @@ def top_table(ranked: list[Ranked]) -> Table:
                    "verdict"])
     for r in ranked:
         g = r.gap
-        table.rows.append([r.rank + 1, r.trial.number, eer_text(r.trial), str(g) if g else "",
-                           "" if g is None or g.p_ref_better is None else f"{g.p_ref_better:.2f}",
+        table.rows.append([r.rank + 1, r.trial.number, eer_text(r.trial), g.gap_text() if g else "",
+                           "" if g is None or g.p_b_better is None else f"{g.p_b_better:.2f}",
                            g.method if g else "", r.verdict])
     return table
 
@@ -271,9 +271,9 @@ def _header(ctx: Context) -> str:
                      + " (95% interval: identity bootstrap of the val list)</p>")
         params = Table(["parameter", "value"], [[k, v] for k, v in best.params.items()])
         parts.append(params.html() if best.params else "")
-    if retrained := s.user_attrs.get(RETRAIN):
-        parts.append(f"<p>Retrained trial {retrained.get('trial')}: val EER {retrain_text(retrained)}, "
-                     f"model {html.escape(str(retrained.get('best_pt', '')))}</p>")
+    if retrained := retrain_record(s):
+        parts.append(f"<p>Retrained trial {retrained.trial}: val EER {retrain_text(retrained)}, "
+                     f"model {html.escape(str(retrained.best_pt))}</p>")
     nav = "".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in SECTIONS)
     return "\n".join(parts) + f"\n<nav>{nav}</nav>"
 

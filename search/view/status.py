@@ -1,88 +1,17 @@
-"""Reading a study back: trial tables, the best trial, and a time-left estimate."""
+"""A study's status: its trials table, a summary line with the time left, and the ``--json`` forms (stable
+keys, documented in the README)."""
 from __future__ import annotations
-
-import datetime as dt
-import math
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Console
 from rich.table import Table
 
+from facenet.units import fmt_duration
+
+from ..cost.spend import budget_summary, time_left
 from ..record import CALIBRATION_STUDY, TrialRecord, best_trial
 from .noise import eer_text
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def console() -> Console:
-    """A terminal's own width; piped output (logs, CI) gets room for a whole trial row per line."""
-    import sys
-
-    return Console() if sys.stdout.isatty() else Console(width=200)
-
-
-def trial_duration(t: FrozenTrial) -> float | None:
-    if t.datetime_start is None:
-        return None
-    end = t.datetime_complete or dt.datetime.now()
-    return (end - t.datetime_start).total_seconds()
-
-
-def reason(t: FrozenTrial) -> str:
-    return TrialRecord.of(t).reason
-
-
-def was_trained(t: FrozenTrial) -> bool:
-    return TrialRecord.of(t).trained
-
-
-def epoch_of(t: FrozenTrial) -> int:
-    return max(t.intermediate_values, default=0)
-
-
-def state_of(t: FrozenTrial) -> str:
-    """The state, with the rule that pruned a pruned trial: ``pruned (median)``, ``pruned (cap)``..."""
-    if t.state == TrialState.PRUNED:
-        return f"pruned ({TrialRecord.of(t).pruned_by or 'pruner'})"
-    return "failed" if t.state == TrialState.FAIL else t.state.name.lower()
-
-
-def counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Trials by state, pruned ones by rule."""
-    c = {"complete": 0}
-    for t in trials:
-        state = state_of(t)
-        c[state] = c.get(state, 0) + 1
-    return c
-
-
-def pruned(c: dict[str, int]) -> int:
-    return sum(n for state, n in c.items() if state.startswith("pruned"))
-
-
-def time_left(trials: list[FrozenTrial], n_trials: int | None, workers: int) -> float | None:
-    """Seconds until the budget is spent: mean trained-trial time x trials left / parallel workers."""
-    if not n_trials:
-        return None
-    spent = [d for t in trials if t.state in FINISHED and was_trained(t) and (d := trial_duration(t))]
-    left = n_trials - sum(t.state in FINISHED for t in trials)
-    if left <= 0:
-        return 0.0
-    if not spent:
-        return None
-    return sum(spent) / len(spent) * left / max(workers, 1)
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None or math.isnan(s):
-        return "?"
-    s = int(s)
-    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def fmt_params(params: dict) -> str:
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+from .trials import counts, epoch_of, fmt_params, pruned, state_of, trial_duration
 
 
 def trials_table(study: optuna.Study, title: str | None = None, limit: int | None = None) -> Table:
@@ -102,10 +31,10 @@ def trials_table(study: optuna.Study, title: str | None = None, limit: int | Non
         state = state_of(t)
         style = "bold green" if best is not None and t.number == best.number else None
         r = TrialRecord.of(t)
-        count, est = r.param_count, r.estimate.get("seconds")
+        count, est = r.param_count, r.estimate and r.estimate.seconds
         table.add_row(str(t.number), state, eer, str(epoch_of(t) or ""), f"{count / 1e6:.2f}M" if count else "",
-                      fmt_seconds(trial_duration(t)), "" if est is None else fmt_seconds(est),
-                      fmt_params(t.params), reason(t), style=style)
+                      fmt_duration(trial_duration(t)), "" if est is None else fmt_duration(est),
+                      fmt_params(t.params), r.reason, style=style)
     return table
 
 
@@ -134,36 +63,13 @@ def summary_line(study: optuna.Study, n_trials: int | None, hours: float | None 
     line = ", ".join(f"{k} {v}" for k, v in c.items() if v)
     if n_trials:
         left = time_left(trials, n_trials, c.get("running") or 1)
-        line += f"; budget {n_trials}; about {fmt_seconds(left)} left"
+        line += f"; budget {n_trials}; about {fmt_duration(left)} left"
     if hours:
-        from ..cost.spend import budget_summary
-
         b = budget_summary(trials, hours, n_trials)
         spent = b["spent"] / 3600
         line += (f"\nGPU-hours: spent {spent:.2f} of {hours:g} ({100 * spent / hours:.0f}%), "
-                 f"{b['left'] / 3600:.2f} left; ETA {fmt_seconds(b['eta'])} at {b['workers']} worker(s)")
+                 f"{b['left'] / 3600:.2f} left; ETA {fmt_duration(b['eta'])} at {b['workers']} worker(s)")
     return line
-
-
-def best_lines(study: optuna.Study, t: FrozenTrial) -> list[str]:
-    r = TrialRecord.of(t)
-    return [f"best trial {t.number} of study {study.study_name}: val EER {eer_text(t)}",
-            f"  parameters {r.param_count or 0:,} (best epoch {r.best_epoch if r.best_epoch is not None else '?'})",
-            *(f"  {k}: {v}" for k, v in t.params.items())]
-
-
-def params_table(rows: list[dict], cap: int) -> Table:
-    """``facenet.models.param_table`` rows against the cap."""
-    table = Table(title=f"parameters by the cap rule (cap {cap:,})")
-    keys = [k for k in rows[0] if k not in ("params", "fits")]
-    for k in keys:
-        table.add_column(k)
-    table.add_column("params", justify="right")
-    table.add_column("fits")
-    for r in rows:
-        table.add_row(*[str(r[k]) if r[k] is not None else "" for k in keys], f"{r['params']:,}",
-                      "[green]yes[/]" if r["fits"] else "[red]no[/]")
-    return table
 
 
 # ---------------------------------------------------------------- --json: stable keys, documented in the README
@@ -191,34 +97,3 @@ def status_json(study: optuna.Study, n_trials: int | None, last: int | None = No
     return {"study": study.study_name, "n_trials": n_trials, "counts": counts(trials),
             "best_number": best.number if best else None,
             "trials": [trial_json(t) for t in (trials if last is None else trials[-last:])]}
-
-
-def builtin_json() -> list[dict]:
-    """The studies shipped with facesearch: name, file and what each asks."""
-    import yaml
-
-    from ..builtin import builtin_names, builtin_path
-
-    out = []
-    for name in builtin_names():
-        path = builtin_path(name)
-        description = (yaml.safe_load(path.read_text()) or {}).get("description") or ""
-        out.append({"name": name, "path": str(path), "description": " ".join(description.split())})
-    return out
-
-
-def builtin_table() -> Table:
-    table = Table(title="built-in studies (facesearch study run NAME)", title_justify="left")
-    for col in ("name", "what it asks"):
-        table.add_column(col, overflow="fold")
-    for s in builtin_json():
-        table.add_row(s["name"], s["description"])
-    return table
-
-
-def data_check_table(rows: list[tuple[str, str, str]], root) -> Table:
-    """``facenet.data.datacheck`` rows: one line per set and check."""
-    table = Table("set", "check", "value", title=f"data check of {root}")
-    for row in rows:
-        table.add_row(*row)
-    return table

@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial
 
 from ..record import TrialRecord
 from .noise import best_reached
-from .status import epoch_of, trial_duration
+from .trials import epoch_of, trial_duration
 
 
 @dataclass
@@ -66,6 +66,6 @@ def trials_table(trials: list[FrozenTrial]) -> Table:
         low, high = r.val_eer_ci or (None, None)
         seconds = r.seconds if r.seconds is not None else trial_duration(t)
         table.rows.append([t.number, t.state.name, value, low, high, epoch, epoch_of(t), r.param_count,
-                           seconds, r.estimate.get("seconds"), r.device, *(t.params.get(k) for k in names),
+                           seconds, r.estimate and r.estimate.seconds, r.device, *(t.params.get(k) for k in names),
                            r.pruned_by, r.reason])
     return table

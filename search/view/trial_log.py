@@ -7,10 +7,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..logline import Line, log_line
 from ..record import TrialRecord
-from .status import fmt_params, state_of, trial_duration
+from .status import summary_line
+from .trials import fmt_params, state_of, trial_duration
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-__all__ = ["DONE", "TrialLog", "log_line", "trial_line"]
+__all__ = ["DONE", "TrialLog", "log_line", "WorkerLines", "trial_line"]
 
 
 def trial_line(t: FrozenTrial) -> Line:
@@ -39,3 +40,11 @@ class TrialLog:
             if t.number not in self.seen:
                 self.seen.add(t.number)
                 self.write(trial_line(t))
+
+
+
+class WorkerLines:
+    """What a worker logs for a finished trial and at its exit (``run.worker.run_worker``'s ``lines``)."""
+    trial = staticmethod(trial_line)
+
+    summary = staticmethod(summary_line)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from facenet.data import cache, cache_entry
-from facenet.data.cache import cache_size, default_cache_dir, load_images
+from facenet.data.cache import CacheSpec, cache_size, default_cache_dir, load_images
 from facenet.data.cache_formats import BatchedJpeg, PackedJpeg, RawImages, gpu_decode_ok
 from facenet.data.folders import IdentityFolder, PairList
 from facenet.data.loader import BatchLoader, cut
@@ -49,8 +49,8 @@ def nearest_window(crop: np.ndarray, image: np.ndarray) -> tuple[int, int, bool,
 
 # ---------------------------------------------------------------- formats give the same crops
 def test_both_formats_cut_the_same_windows_for_the_same_seed(train1, tmp_path):
-    raw = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="raw")
-    packed = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="jpeg")
+    raw = load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path, "raw"))
+    packed = load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path, "jpeg"))
     assert isinstance(raw, RawImages) and isinstance(packed, PackedJpeg) and len(raw) == len(packed)
     assert packed.data.nbytes < raw.array.nbytes   # at 37 px JPEG headers weigh; 224 px figures: scale.py
     # the compression error itself, image by image, bounds the error of any window
@@ -73,7 +73,7 @@ def test_both_formats_cut_the_same_windows_for_the_same_seed(train1, tmp_path):
 def test_batched_decoder_cuts_what_the_thread_decoder_cuts(train1, tmp_path):
     """The GPU path's code (one decode_jpeg call per batch, one gather for every window) run on the CPU;
     on CUDA only the decoder differs (nvJPEG), which this machine cannot run."""
-    packed = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="jpeg")
+    packed = load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path, "jpeg"))
     assert packed.for_device(torch.device("cpu")) is packed and not gpu_decode_ok("cpu")
     batched = BatchedJpeg(packed, "cpu")
     batch = Batch(np.arange(10) * 3, (1, 2, 3))
@@ -83,7 +83,7 @@ def test_batched_decoder_cuts_what_the_thread_decoder_cuts(train1, tmp_path):
 
 
 def test_loader_threads_decode_the_same_batches_as_the_serial_loader(train1, tmp_path):
-    packed = load_images(train1.root, train1.paths, cache_size(32), tmp_path, fmt="jpeg")
+    packed = load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path, "jpeg"))
     sampler = ClassBalancedSampler(train1.labels, 6, 2, 100, seed=4)
     serial = BatchLoader(packed, train1.labels, sampler, 32, 0.5, threads=0)
     serial = [(x.clone(), y.clone()) for x, y in serial]
@@ -97,20 +97,20 @@ def test_loader_threads_decode_the_same_batches_as_the_serial_loader(train1, tmp
 # ---------------------------------------------------------------- auto
 def test_auto_picks_the_compressed_format_when_the_budget_is_small(train1, tmp_path, monkeypatch):
     raw_bytes = len(train1.paths) * cache_size(32) ** 2 * 3
-    small = load_images(train1.root, train1.paths, cache_size(32), tmp_path / "a", budget_gb=raw_bytes / 2e9)
-    big = load_images(train1.root, train1.paths, cache_size(32), tmp_path / "b", budget_gb=raw_bytes / 0.5e9)
+    small = load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path / "a", budget_gb=raw_bytes / 2e9))
+    big = load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path / "b", budget_gb=raw_bytes / 0.5e9))
     assert small.format == "jpeg" and big.format == "raw"
     monkeypatch.setenv("FACESEARCH_CACHE_BUDGET", f"{raw_bytes // 2000}K")
-    assert load_images(train1.root, train1.paths, cache_size(32), tmp_path / "c").format == "jpeg"
+    assert load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path / "c")).format == "jpeg"
     monkeypatch.setenv("FACESEARCH_CACHE_BUDGET", "lots")
     with pytest.raises(ConfigError, match="FACESEARCH_CACHE_BUDGET='lots'"):
-        load_images(train1.root, train1.paths, cache_size(32), tmp_path / "d")
+        load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path / "d"))
     # a complete cache is reused whatever the budget says now; an explicit format is honoured
     monkeypatch.setenv("FACESEARCH_CACHE_BUDGET", "1T")
-    assert load_images(train1.root, train1.paths, cache_size(32), tmp_path / "a").format == "jpeg"
-    assert load_images(train1.root, train1.paths, cache_size(32), tmp_path / "a", fmt="raw").format == "raw"
+    assert load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path / "a")).format == "jpeg"
+    assert load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path / "a", "raw")).format == "raw"
     with pytest.raises(ConfigError, match="unknown cache format 'png'"):
-        load_images(train1.root, train1.paths, cache_size(32), tmp_path / "a", fmt="png")
+        load_images(train1.root, train1.paths, cache_size(32), CacheSpec(tmp_path / "a", "png"))
 
 
 def test_training_runs_on_the_compressed_format(tiny_config, tmp_path):
@@ -140,7 +140,7 @@ def commit_then_die(self, first, results):
         os.kill(os.getpid(), signal.SIGKILL)   # no cleanup of any kind runs
 
 sink.commit = commit_then_die
-cache.load_images(Path(sys.argv[2]), sys.argv[4].split(","), 37, sys.argv[3], fmt=sys.argv[1])
+cache.load_images(Path(sys.argv[2]), sys.argv[4].split(","), 37, cache.CacheSpec(sys.argv[3], sys.argv[1]))
 """
 
 
@@ -156,10 +156,10 @@ def test_a_killed_build_resumes_where_it_stopped(train1, tmp_path, monkeypatch, 
     assert len(entry_files(folder)) == 2   # the partial data and its progress record
 
     monkeypatch.setattr(cache, "CHUNK", 8)
-    resumed = load_images(train1.root, paths, 37, folder, fmt=fmt)
+    resumed = load_images(train1.root, paths, 37, CacheSpec(folder, fmt))
     meta = json.loads(next(folder.glob("*.json")).read_text())
     assert meta["resumed_from"] == 24 and meta["n"] == len(paths)
-    fresh = load_images(train1.root, paths, 37, tmp_path / "fresh", fmt=fmt)
+    fresh = load_images(train1.root, paths, 37, CacheSpec(tmp_path / "fresh", fmt))
     assert json.loads(next((tmp_path / "fresh").glob("*.json")).read_text())["resumed_from"] == 0
     assert np.array_equal(resumed[0:len(paths)], fresh[0:len(paths)])
     assert resumed.path.read_bytes() == fresh.path.read_bytes()
@@ -170,7 +170,7 @@ def test_a_build_without_a_terminal_logs_its_progress(train1, tmp_path, monkeypa
     monkeypatch.setattr(cache, "CHUNK", 16)
     monkeypatch.setattr(cache, "LOG_EVERY_S", 0.0)
     lines: list[str] = []
-    load_images(train1.root, train1.paths, 37, tmp_path, fmt="jpeg", log=lines.append)
+    load_images(train1.root, train1.paths, 37, CacheSpec(tmp_path, "jpeg"), log=lines.append)
     progress = [l for l in lines if "images/s" in l]
     assert len(progress) >= len(train1.paths) // 16 - 1 and "left" in progress[0]
     assert f"/{len(train1.paths)} (" in progress[-1] and lines[-1].startswith("built the decoded cache")
@@ -191,12 +191,12 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(train1, 
     monkeypatch.setattr(cache_entry, "_append", full_after_two)
     folder = tmp_path / "cache"
     with pytest.raises(DataError) as e:
-        load_images(train1.root, train1.paths, 37, folder, fmt="jpeg")
+        load_images(train1.root, train1.paths, 37, CacheSpec(folder, "jpeg"))
     message = str(e.value)
     assert "disk full" in message and "\n" not in message and "partial cache was removed" in message
     assert entry_files(folder) == [], "partial files left behind"
     monkeypatch.undo()
-    assert load_images(train1.root, train1.paths, 37, folder, fmt="jpeg").format == "jpeg"
+    assert load_images(train1.root, train1.paths, 37, CacheSpec(folder, "jpeg")).format == "jpeg"
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def tiny_tmpfs(tmp_path):
 def test_a_really_full_disk_during_a_build(train1, tiny_tmpfs, fmt):
     paths = list(train1.paths) * 4   # jpeg: about 1.2 KB an image, more than 64 KiB in all
     with pytest.raises(DataError, match="disk full") as e:
-        load_images(train1.root, paths, 37, tiny_tmpfs / "c", fmt=fmt)
+        load_images(train1.root, paths, 37, CacheSpec(tiny_tmpfs / "c", fmt))
     assert "\n" not in str(e.value)
     assert entry_files(tiny_tmpfs / "c") == []
     assert shutil.disk_usage(tiny_tmpfs).used < 8192, "the partial cache still takes the space"
@@ -264,7 +264,7 @@ def test_training_and_scoring_write_nothing_into_the_dataset(tiny_config, synth_
 def test_an_unwritable_cache_folder_is_one_line(train1, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(DataError, match=r"cache folder .*file/c is not writable .* set cache_dir"):
-        load_images(train1.root, train1.paths, 37, tmp_path / "file" / "c")
+        load_images(train1.root, train1.paths, 37, CacheSpec(tmp_path / "file" / "c"))
 
 
 def _without_write_permission() -> list[str]:

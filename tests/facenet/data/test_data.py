@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facenet.data.cache import cache_size, load_images
+from facenet.data.cache import CacheSpec, cache_size, load_images
 from facenet.data.folders import IdentityFolder, Names, PairList, readable
 from facenet.data.sampler import ClassBalancedSampler
 from facenet.errors import DataError
@@ -165,10 +165,10 @@ def test_cache_decodes_once_and_is_reused(tmp_path):
     root = make_folder(tmp_path / "t", n_ids=2, n_imgs=3, ext="png")
     f = IdentityFolder.scan(root)
     cache = tmp_path / "cache"
-    first = load_images(root, f.paths, 16, cache)
+    first = load_images(root, f.paths, 16, CacheSpec(cache))
     assert first.array.shape == (6, 16, 16, 3) and first.array.dtype == np.uint8 and first.bad == []
     mtime = first.path.stat().st_mtime_ns
-    second = load_images(root, f.paths, 16, cache)
+    second = load_images(root, f.paths, 16, CacheSpec(cache))
     assert second.path == first.path and second.path.stat().st_mtime_ns == mtime, "cache rebuilt"
     assert np.array_equal(first.array, second.array)
     # the cached pixels are the resized image (shorter side to 16, centre crop)
@@ -179,16 +179,16 @@ def test_cache_decodes_once_and_is_reused(tmp_path):
 def test_cache_rebuilt_when_a_file_changes(tmp_path):
     root = make_folder(tmp_path / "t", n_ids=2, n_imgs=2, ext="png")
     f = IdentityFolder.scan(root)
-    first = load_images(root, f.paths, 12, tmp_path / "c")
+    first = load_images(root, f.paths, 12, CacheSpec(tmp_path / "c"))
     old_pixels = np.array(first.array[1])
     Image.new("RGB", (20, 20), (255, 0, 0)).save(root / f.paths[1])
     os.utime(root / f.paths[1], ns=(time.time_ns(), time.time_ns() + 10**9))
-    second = load_images(root, f.paths, 12, tmp_path / "c")
+    second = load_images(root, f.paths, 12, CacheSpec(tmp_path / "c"))
     assert second.path != first.path
     assert not first.path.exists(), "stale cache left behind"
     assert (second.array[1] == [255, 0, 0]).all() and not np.array_equal(old_pixels, second.array[1])
     # another size is a separate cache entry
-    assert load_images(root, f.paths, 8, tmp_path / "c").array.shape[1] == 8
+    assert load_images(root, f.paths, 8, CacheSpec(tmp_path / "c")).array.shape[1] == 8
     assert second.path.exists()
 
 
@@ -196,7 +196,7 @@ def test_cache_marks_unreadable_files(tmp_path):
     root = make_folder(tmp_path / "t", n_ids=2, n_imgs=2)
     (root / "id00001" / "00001.jpg").write_bytes(b"\xff\xd8\xff truncated")
     f = IdentityFolder.scan(root)
-    images = load_images(root, f.paths, 12, tmp_path / "c")
+    images = load_images(root, f.paths, 12, CacheSpec(tmp_path / "c"))
     assert images.bad == [3]
     with pytest.warns(UserWarning, match="00001.jpg"):
         assert readable(images, f).tolist() == [0, 1, 2]
@@ -216,4 +216,4 @@ def test_cache_shared_by_concurrent_processes(tmp_path):
 
 
 def _cache_path(root, paths, cache):
-    return str(load_images(root, paths, cache_size(16), cache).path)
+    return str(load_images(root, paths, cache_size(16), CacheSpec(cache)).path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tests.search.cli.test_cli_errors import cli, one_line_error
 
-from facenet.data.cache import cache_size
+from facenet.data.cache import CacheSpec, cache_size
 from facenet.data.datacheck import check_data
 
 
@@ -21,7 +21,7 @@ def value(report, where: str, check: str) -> str:
 
 
 def test_a_good_data_set_reports_every_set_and_the_disk(data, tmp_path):
-    report = check_data(data, (32, 40), cache_dir=tmp_path / "cache", keep_checkpoints=2)
+    report = check_data(data, (32, 40), CacheSpec(tmp_path / "cache"), keep_checkpoints=2)
     assert report.unusable == "" and report.problems == []
     n = len(list((data / "train1").rglob("*.jpg")))
     assert value(report, "train1", "images") == f"{n:,}"

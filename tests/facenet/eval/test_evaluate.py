@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
+from facenet.data.cache import CacheSpec
 from facenet.data.folders import PairList
 from facenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloat, center_crop, normalize_
 from facenet.eval.evaluate import Verifier, eer, pair_scores, write_scores
@@ -88,7 +89,7 @@ def test_score_file_format(tmp_path):
     (root / "test_pairs.csv").write_text("1,id0/0.jpg,id0/1.jpg\n0,id0/0.jpg,id1/1.jpg\n")
     pairs = PairList.read(root, "test_pairs.csv")
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 8))
-    scores = Verifier(pairs, 16, tmp_path / "cache").scores(model, torch.device("cpu"))
+    scores = Verifier(pairs, 16, CacheSpec(tmp_path / "cache")).scores(model, torch.device("cpu"))
     write_scores(tmp_path / "out" / "scores.txt", scores, pairs)
     lines = (tmp_path / "out" / "scores.txt").read_text().splitlines()
     assert len(lines) == 2

@@ -11,8 +11,9 @@ import facenet.eval.stats as stats
 from facenet.data.folders import PairList
 from facenet.errors import CheckpointError
 from facenet.eval.evaluate import eer
-from facenet.eval.stats import (EerInterval, IdentityBootstrap, ScoredPairs, compare_eers, eer_interval,
-                                pair_identities, unpaired_difference, weighted_eer, within_noise)
+from facenet.eval.compare import EerInterval, compare_intervals, unpaired_difference
+from facenet.eval.stats import (IdentityBootstrap, ScoredPairs, compare_eers, eer_interval, pair_identities,
+                                weighted_eer, within_noise)
 
 
 def eer_sklearn_weighted(labels, scores, weights):
@@ -187,6 +188,11 @@ def test_a_clearly_better_model_wins_on_nearly_every_resample():
     assert boot.compare_many(better, [scores, better]) == [c, boot.compare(better, better)]
     assert reverse.difference == -c.difference and reverse.p_a_better == 1 - c.p_a_better
     assert (reverse.low, reverse.high) == pytest.approx((-c.high, -c.low))   # percentiles interpolate
+    flipped = c.reversed()   # B against A without recomputing: what the views and retrain --top show
+    assert (flipped.eer_a, flipped.eer_b, flipped.difference, flipped.p_a_better) == \
+        (reverse.eer_a, reverse.eer_b, reverse.difference, reverse.p_a_better)
+    assert (flipped.low, flipped.high) == pytest.approx((reverse.low, reverse.high))
+    assert flipped.method == "paired" and flipped.reversed() == c
 
 
 def test_a_model_that_only_adds_a_little_noise_is_within_noise():
@@ -202,6 +208,8 @@ def test_unpaired_difference_from_stored_intervals():
     assert low < a.eer - b.eer < high < 0                               # clearly apart
     assert unpaired_difference(a, a)[0] < 0 < unpaired_difference(a, a)[1]
     assert (low, high) == pytest.approx((-4.5 - np.hypot(1.6, 2.2), -4.5 + np.hypot(1.9, 1.9)))
+    c = compare_intervals(a, b)
+    assert (c.difference, c.low, c.high, c.method, c.p_a_better) == (a.eer - b.eer, low, high, "unpaired", None)
 
 
 def test_stored_intervals_give_a_wider_difference_than_the_paired_comparison():

@@ -115,12 +115,12 @@ def test_budget_stops_new_trials_when_the_next_estimate_does_not_fit(synth_data,
         r = TrialRecord.of(t)
         assert t.state == TrialState.COMPLETE
         assert r.probe_seconds == 0.0, "the calibration is reused, not probed again"
-        assert r.estimate["seconds"] <= budget - spent + 1e-6
+        assert r.estimate.seconds <= budget - spent + 1e-6
         assert r.seconds is not None and r.seconds > 0   # the real time, next to the estimate
         spent += r.spent
     refused = TrialRecord.of(trials[-1])
     assert trials[-1].state == TrialState.FAIL and refused.reason.startswith("budget: estimated")
-    assert refused.estimate["seconds"] > budget - spent, "stopped only because the next estimate did not fit"
+    assert refused.estimate.seconds > budget - spent, "stopped only because the next estimate did not fit"
     assert refused.seconds is None and not trials[-1].intermediate_values, "the refused trial never trained"
     assert any("this worker stops" in line for line in log)
 
@@ -165,7 +165,7 @@ def test_two_workers_share_one_calibration_and_status_shows_the_budget(synth_dat
     assert out.returncode == 0, out.stderr + out.stdout
     storage = open_storage(url)
     trials = optuna.load_study(study_name="pair", storage=storage).get_trials(deepcopy=False)
-    assert all("seconds" in TrialRecord.of(t).estimate for t in trials)
+    assert all(TrialRecord.of(t).estimate is not None for t in trials)
     assert sum(TrialRecord.of(t).probe_seconds > 0 for t in trials) == 1, "one probe, not two"
     entries = optuna.load_study(study_name=CALIBRATION_STUDY, storage=storage).get_trials(deepcopy=False)
     measured = [t for t in entries if t.state == TrialState.COMPLETE]

@@ -79,7 +79,7 @@ def test_promotion_enqueues_exactly_the_top_k_at_full_fidelity(phases):
         assert (config["resolution"], config["max_identities"], config["epochs"]) == (32, 0, 2)
         proxy_config = TrialRecord.of(source).config
         assert (proxy_config["resolution"], proxy_config["max_identities"]) == (24, 12)
-        assert "seconds" in TrialRecord.of(t).estimate
+        assert TrialRecord.of(t).estimate is not None
 
 
 def test_report_shows_the_proxys_rank_correlation(phases):

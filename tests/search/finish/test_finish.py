@@ -2,6 +2,7 @@
 bundle without facesearch, score test pairs, report, and read the study back with Optuna's CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -13,12 +14,12 @@ import optuna
 import pytest
 import torch
 
-from facenet.data.cache import cache_size, load_images
+from facenet.data.cache import CacheSpec, cache_size, load_images
 from facenet.data.folders import PairList
 from facenet.eval.evaluate import embed
 from facenet.export import export_bundle, load_embedder
 from search.finish.retrain import retrain
-from search.record import RETRAIN
+from search.record import RETRAIN, RETRAIN_FILE, RetrainRecord
 from search.spec import load_spec
 from search.storage import open_storage
 from search.run.worker import run_worker
@@ -42,21 +43,24 @@ def finished(synth_data, tmp_path_factory):
     record = retrain(study, root / "runs", epochs=2, finetune_on="train2", finetune_epochs=1, device="cpu",
                      log=lambda m: None, artifacts=root / "artifacts")
     bundle = root / "bundle"
-    card = export_bundle(record["run_dir"], bundle, provenance={"study": "finish", "trial": record["trial"]})
+    card = export_bundle(record.run_dir, bundle, provenance={"study": "finish", "trial": record.trial})
     return {"root": root, "url": url, "study": study, "record": record, "bundle": bundle, "card": card,
             "data": synth_data}
 
 
 def test_retrain_fine_tunes_and_is_recorded_on_the_study(finished):
     record, study = finished["record"], finished["study"]
-    assert record["trial"] == min((t for t in study.trials if t.value is not None), key=lambda t: t.value).number
-    assert record["finetuned_on"].endswith("train2")
-    run = Path(record["run_dir"])
+    assert record.trial == min((t for t in study.trials if t.value is not None), key=lambda t: t.value).number
+    assert record.finetuned_on.endswith("train2")
+    run = Path(record.run_dir)
     assert run.name == "finetune" and (run.parent / "pretrain" / "best.pt").exists()
     config = json.loads((run / "config.json").read_text())
     assert config["initial_model"].endswith("pretrain/best.pt") and config["train_path"].endswith("train2")
     stored = optuna.load_study(study_name="finish", storage=open_storage(finished["url"])).user_attrs[RETRAIN]
-    assert stored["best_pt"] == record["best_pt"] and len(stored["roc"]["scores"]) == len(stored["roc"]["labels"])
+    assert stored["best_pt"] == record.best_pt and len(stored["roc"]["scores"]) == len(stored["roc"]["labels"])
+    assert RetrainRecord.from_dict(stored) == record   # the typed record survives the storage round trip
+    beside = RetrainRecord.from_dict(json.loads((run / RETRAIN_FILE).read_text()))
+    assert beside == dataclasses.replace(record, roc=None)
 
 
 def test_retrain_attaches_card_scores_and_roc_as_optuna_artifacts(finished):
@@ -69,7 +73,7 @@ def test_retrain_attaches_card_scores_and_roc_as_optuna_artifacts(finished):
     got = finished["root"] / "downloaded.txt"
     download_artifact(artifact_store=store, artifact_id=metas["val_scores.txt"].artifact_id, file_path=str(got))
     lines = got.read_text().splitlines()
-    assert len(lines) == len(finished["record"]["roc"]["labels"]) and lines[0].count(",") == 3
+    assert len(lines) == len(finished["record"].roc["labels"]) and lines[0].count(",") == 3
 
 
 def test_bundle_contents_and_model_card(finished):
@@ -97,7 +101,7 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
     meta = json.loads((finished["bundle"] / "config.json").read_text())
     res = meta["resolution"]
     pairs = PairList.read(finished["data"] / "test", "test_pairs.csv")
-    cached = load_images(pairs.root, pairs.images[:16], cache_size(res), tmp_path / "cache").array
+    cached = load_images(pairs.root, pairs.images[:16], cache_size(res), CacheSpec(tmp_path / "cache")).array
     from facenet.data.transforms import ToFloat, center_crop, normalize_
 
     images = normalize_(ToFloat()(torch.from_numpy(np.array(center_crop(cached, res))))).numpy()
@@ -107,7 +111,7 @@ def test_bundle_loads_without_facesearch_and_matches_training_code(finished, tmp
                          capture_output=True, text=True,
                          cwd=tmp_path)   # cwd away from the repo: nothing of facesearch on sys.path by accident
     assert out.returncode == 0, out.stderr
-    model, _ = load_embedder(Path(finished["record"]["best_pt"]), torch.device("cpu"))
+    model, _ = load_embedder(Path(finished["record"].best_pt), torch.device("cpu"))
     with torch.no_grad():
         reference = model(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "ts.npy"), reference, atol=1e-5)
@@ -123,7 +127,7 @@ def test_export_without_the_export_extra(finished, tmp_path, monkeypatch):
     writes on a core install) needs none and embeds as the full bundle does."""
     from facenet.errors import MissingExtra
 
-    run = finished["record"]["run_dir"]
+    run = finished["record"].run_dir
     monkeypatch.setitem(sys.modules, "onnxscript", None)   # as if not installed: importing it fails
     with pytest.raises(MissingExtra) as e:
         export_bundle(run, tmp_path / "full")
@@ -145,7 +149,7 @@ def test_export_without_the_export_extra(finished, tmp_path, monkeypatch):
 def test_score_cli_accepts_bundle_and_checkpoint(finished, tmp_path):
     pairs = finished["data"] / "test" / "test_pairs.csv"
     outputs = {}
-    for name, model in (("bundle", finished["bundle"]), ("ckpt", finished["record"]["best_pt"])):
+    for name, model in (("bundle", finished["bundle"]), ("ckpt", finished["record"].best_pt)):
         out = subprocess.run([sys.executable, "-m", "search.cli", "score", str(model), "--pairs", str(pairs),
                               "--out", str(tmp_path / f"{name}.txt"), "--device", "cpu"],
                              capture_output=True, text=True)
@@ -178,7 +182,7 @@ def test_study_reads_back_through_optunas_own_cli_and_api(finished):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     best = json.loads(out.stdout)
-    assert best["number"] == finished["record"]["trial"]
+    assert best["number"] == finished["record"].trial
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(finished["url"]))
     api = optuna.load_study(study_name="finish", storage=journal)   # plain Optuna, no facesearch code
     assert api.best_trial.number == best["number"]

@@ -255,7 +255,7 @@ def test_fit_refuses_an_impossible_config_before_touching_anything(tiny_config):
 
 
 def test_status_and_report_name_the_rule_that_pruned(tmp_path):
-    from search.view.status import counts, state_of
+    from search.view.trials import counts, state_of
     from search.view.trial_log import trial_line
 
     study = optuna.create_study()

@@ -134,12 +134,14 @@ def test_a_plan_job_requeues_until_the_plan_is_finished_and_only_while_it_moves_
     job (an epoch reported in one of its phases), not when it stood still, never once it is finished."""
     import optuna
 
+    from search.plan.requeue import plan_done, plan_progress
     from search.plan.state import FINISHED, FINISHING, RUNNING, PlanState
-    from search.run.submit import SlurmTask, Target, plan_progress
+    from search.run.submit import SlurmTask, Target
     from search.storage import open_storage
 
     monkeypatch.setenv("FACESEARCH_STORAGE", str(tmp_path / "p.journal"))
-    task = SlurmTask(Target("plan", tmp_path / "p.yaml", "p"), requeue=True)
+    target = Target("plan", tmp_path / "p.yaml", "p", progress=plan_progress, why_done=plan_done)
+    task = SlurmTask(target, requeue=True)
     assert plan_progress("p") == 0 and task.no_requeue() is None   # not started yet: task 0 starts it
     state = PlanState(open_storage(), "p")
     state.set(name="p", order=["one"], state=RUNNING, active="one")
@@ -155,4 +157,4 @@ def test_a_plan_job_requeues_until_the_plan_is_finished_and_only_while_it_moves_
     assert "finishing (retrain, export, score) did not end within one job" in task.no_requeue()
     state.set(state=FINISHED)
     assert task.no_requeue() == "the plan is done"
-    assert SlurmTask(Target("plan", tmp_path / "p.yaml", "p"), requeue=False).no_requeue() == "--requeue not asked"
+    assert SlurmTask(target, requeue=False).no_requeue() == "--requeue not asked"

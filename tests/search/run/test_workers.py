@@ -126,6 +126,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(synth_data, tmp_path):
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     stopped = [t for t in trials if t.state == TrialState.FAIL]
     assert stopped and all("interrupted by SIGTERM" in t.user_attrs["fail_reason"] for t in stopped)
+    assert all(t.user_attrs["fail_kind"] == "interrupted" for t in stopped)   # the kind is its own field
 
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -389,3 +389,22 @@ def test_when_may_name_what_from_will_fix(tmp_path):
     assert out.fixed["optimizer"] == "sgd"
     trial = optuna.create_study().ask()
     assert set(suggest(trial, out.space, out.fixed)) == {"momentum"}
+
+
+@pytest.mark.parametrize("from_", ["baseline", {"study": "baseline", "params": ["optimizer", "lr"]},
+                                   {"study": "baseline", "params": ["model"]}])
+def test_planner_and_runner_inherit_the_same_params(tmp_path, from_):
+    """``plan`` prices what the workers will run: its ``from:`` carries the params ``apply_from`` fixes."""
+    from search.cost.plan import chained
+
+    write(tmp_path, yaml.safe_dump({"name": "baseline", "fixed": {"resolution": 32}, "space": {
+        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+        "model": {"type": "categorical", "choices": ["resnet18", "mobilenet_v2"]}}}), "baseline.yaml")
+    later = write(tmp_path, yaml.safe_dump({"name": "next", "from": from_, "fixed": {"resolution": 48},
+                                            "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2}}}),
+                  "next.yaml")
+    storage = optuna.storages.InMemoryStorage()
+    finished_study(storage, "baseline", [({"lr": 0.003, "optimizer": "adam", "model": "resnet18"}, 12.5)])
+    (_, _), (spec, planned) = chained([later])   # the earlier phase is read from beside the later one
+    assert set(planned) == set(apply_from(spec, storage).inherited)

@@ -111,7 +111,7 @@ def test_a_study_and_its_retrain_reach_mlflow_wandb_and_tensorboard(synth_data, 
     assert len(parent) == 1 and parent["tags.facesearch.study"].iloc[0] == "tracked"
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]]
     by_name = {r["tags.mlflow.runName"]: r for _, r in children.iterrows()}
-    assert set(by_name) == {f"trial-{t.number:04d}" for t in trials} | {f"retrain-{record['trial']:04d}"}
+    assert set(by_name) == {f"trial-{t.number:04d}" for t in trials} | {f"retrain-{record.trial:04d}"}
     client = mlflow.tracking.MlflowClient(uri)
     capped = by_name["trial-0000"]
     assert capped["status"] == "KILLED" and capped["tags.state"] == "PRUNED" and capped["tags.pruned_by"] == "cap"
@@ -133,9 +133,9 @@ def test_a_study_and_its_retrain_reach_mlflow_wandb_and_tensorboard(synth_data, 
             assert row["metrics.best_val_eer_low"] == pytest.approx(low)
             assert row["metrics.best_val_eer_high"] == pytest.approx(high)
         assert "config.json" in [a.path for a in client.list_artifacts(row["run_id"])]
-    again = by_name[f"retrain-{record['trial']:04d}"]
+    again = by_name[f"retrain-{record.trial:04d}"]
     assert again["tags.facesearch.kind"] == "retrain" and again["status"] == "FINISHED"
-    assert again["metrics.best_val_eer"] == pytest.approx(record["val_eer"])
+    assert again["metrics.best_val_eer"] == pytest.approx(record.val_eer)
     files = {a.path for a in client.list_artifacts(again["run_id"])}
     assert {"best.pt", "retrain.json", "val_scores.txt", "roc.png", "roc_det.html"} <= files
 

@@ -80,7 +80,7 @@ def test_best_marks_the_within_noise_trials(ranked_study):
                         n["weak_gone"]: ("worse", UNPAIRED)}
     twin = next(r.gap for r in ranked if r.trial.number == n["twin_b"])
     # identical scores: every resample gives the same EER to both, so the difference is exactly 0
-    assert (twin.difference, twin.low, twin.high, twin.p_ref_better) == (0.0, 0.0, 0.0, 0.5)
+    assert (twin.difference, twin.low, twin.high, twin.p_b_better) == (0.0, 0.0, 0.0, 0.5)
     assert {t.number for t in within_noise_of_best(ranked)} == {n["twin_a"], n["twin_b"], n["close_gone"]}
 
     out = cli("best", "ranked", "--storage", url)

@@ -21,9 +21,9 @@ def run_quickstart(out: Path, workers: int = 2, log: Callable[[str], None] = pri
     from facenet.data.synth import synthesize
 
     from ..builtin import resolve_plan
-    from ..plan.runner import Run, run_plan
-    from ..plan.schema import load_plan
-    from ..view.status import console
+    from .runner import Run, run_plan
+    from .schema import load_plan
+    from ..view.watch import console
 
     start = time.time()
     out = Path(out)
