@@ -12,7 +12,7 @@ from .common import Device, Format, Json, Storage, app, echo, env_epilog
 plan_app = typer.Typer(help="Plans: phases (studies chained by from:) priced, fitted and run under one budget.",
                        no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
-SUBCOMMANDS = ("price", "run", "status")
+SUBCOMMANDS = ("price", "run", "status", "submit")   # submit: cli/cluster.py
 
 Calibration = typer.Option(None, help="A calibration file (default: the storage's).")
 DataSize = typer.Option([], help="Size of a data set that is not here: train1=2882x174 (identities x images "

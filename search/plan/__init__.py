@@ -2,5 +2,6 @@
 
 ``schema`` (the plan file: ``PlanSpec``), ``fit`` (the fitting rule: each phase's share, cut where it
 costs least), ``state`` (progress kept in the study storage), ``runner`` (``facesearch plan run``),
-``follow`` (``facesearch worker --plan``), ``status`` (``facesearch plan status``).
+``follow`` (``facesearch worker --plan``), ``status`` (``facesearch plan status``), ``requeue`` (when
+``plan submit``'s job runs again).
 """

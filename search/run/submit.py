@@ -7,10 +7,15 @@ has trials left, and the requeued job's worker resumes that trial from its check
 
 The job script holds no secret: the storage URL is in a file only the user can read (``storage-url-ID``
 beside submitit's files, one per submission), which the script exports before it starts the worker.
+
+A plan (``facesearch plan submit``) is the same array with other commands: task 0 runs the plan (``plan run``,
+which resumes where it stopped after a requeue) with one worker of its own, the other tasks follow it
+(``worker --plan``); a task requeues while the plan is not finished.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -30,6 +35,7 @@ from facenet.errors import UserError
 from ..storage import is_database, storage_url
 
 URL_FILE = "storage-url-{}"   # one per submission: a later submit to another storage must not redirect this one
+STOPPED = (0, 130, 128 + signal.SIGTERM, 128 + signal.SIGUSR1, 128 + signal.SIGUSR2)   # worker, plan run
 STOP_WAIT = 150   # seconds a task waits for its worker to mark its trial interrupted (under the signal delay)
 
 
@@ -63,10 +69,41 @@ class SlurmOptions:
                               f"ask for more time or a shorter delay")
 
 
-def worker_command(target: Path) -> list[str]:
-    """The command each task runs (the worker id is added from the task's index at run time). One place,
-    so that another kind of target (a plan) adds its own command here."""
-    return [sys.executable, "-P", "-m", "search.cli", "worker", str(target)]
+@dataclass(frozen=True)
+class Target:
+    """What a job works on: a study (every task is one worker) or a plan (task 0 runs it, the others follow).
+    ``run_args``: options for ``plan run`` (e.g. ``--hours``)."""
+
+    kind: str   # "study" or "plan"
+    path: Path
+    name: str
+    run_args: tuple[str, ...] = ()
+    # a plan's requeue rule, given by the caller (search.plan sits above this room): a count that grows as it
+    # moves on, and why its job should not run again given that count at the job's start (None: requeue)
+    progress: Callable[[str], int] | None = None
+    why_done: Callable[[str, int | None], str | None] | None = None
+
+
+def task_command(target: Target, task: int) -> list[str]:
+    """The command array task ``task`` runs: the one place it is built (the worker id, where there is one,
+    comes last)."""
+    cli = [sys.executable, "-P", "-m", "search.cli"]
+    if target.kind == "plan":
+        if task == 0:   # the orchestrator: fits, runs the phases in order, finishes; resumes after a requeue
+            return [*cli, "plan", "run", str(target.path), "--workers", "1", *target.run_args]
+        return [*cli, "worker", "--plan", str(target.path), "--worker-id", str(task)]
+    return [*cli, "worker", str(target.path), "--worker-id", str(task)]
+
+
+def command_lines(target: Target, array: int) -> list[str]:
+    """The script's comments saying what each task runs."""
+    def each(task: int) -> str:
+        return shlex.join(task_command(target, task)[:-1]) + " $SLURM_ARRAY_TASK_ID"
+
+    if target.kind == "plan":
+        lines = [f"# task 0 runs the plan: {shlex.join(task_command(target, 0))}"]
+        return lines + ([f"# tasks 1-{array - 1} follow it: {each(1)}"] if array > 1 else [])
+    return [f"# each task runs: {each(0)}"]
 
 
 def slurm_parameters(opts: SlurmOptions, name: str, setup: list[str]) -> dict:
@@ -83,10 +120,10 @@ def slurm_parameters(opts: SlurmOptions, name: str, setup: list[str]) -> dict:
     return params
 
 
-def setup_lines(command: list[str], url_file: Path, runs: Path) -> list[str]:
+def setup_lines(target: Target, array: int, url_file: Path, runs: Path) -> list[str]:
     """The script's lines before each task starts: the storage URL read from the user's file (never written
     here), run folders on the shared path, the image cache on node-local disk where the node has one."""
-    return [f"# each task runs: {shlex.join(command)} --worker-id $SLURM_ARRAY_TASK_ID",
+    return [*command_lines(target, array),
             f'export FACESEARCH_STORAGE="$(cat {shlex.quote(str(url_file))})"',
             f"export FACESEARCH_RUNS={shlex.quote(str(runs))}",
             'local_disk="${SLURM_TMPDIR:-${TMPDIR:-}}"',
@@ -95,15 +132,15 @@ def setup_lines(command: list[str], url_file: Path, runs: Path) -> list[str]:
             "export PYTHONUNBUFFERED=1"]
 
 
-def job_script(opts: SlurmOptions, name: str, command: list[str], folder: Path, url_file: Path,
-               runs: Path) -> str:
+def job_script(opts: SlurmOptions, target: Target, folder: Path, url_file: Path, runs: Path) -> str:
     """The sbatch script submitit writes for the array (what ``--dry-run`` prints)."""
     from submitit.slurm.slurm import _make_sbatch_string   # what SlurmExecutor itself writes
 
     python = shlex.quote(sys.executable)
     return _make_sbatch_string(command=f"{python} -u -m submitit.core._submit {shlex.quote(str(folder))}",
                                folder=folder, map_count=opts.array,
-                               **slurm_parameters(opts, name, setup_lines(command, url_file, runs)))
+                               **slurm_parameters(opts, target.name, setup_lines(target, opts.array, url_file,
+                                                                                 runs)))
 
 
 def write_url_file(path: Path, url: str) -> None:
@@ -123,28 +160,30 @@ def absolute_storage(url: str | None) -> str:
     return str(Path(url.removeprefix("journal:")).resolve())
 
 
-def submit(opts: SlurmOptions, name: str, target: Path, url: str | None, runs: Path, folder: Path,
+def submit(opts: SlurmOptions, target: Target, url: str | None, runs: Path, folder: Path,
            dry_run: bool = False, log: Callable[[str], None] = print) -> list[str]:
     """Submit the array (or, ``dry_run``, print its script and write nothing); the job ids."""
-    command = worker_command(target.resolve())
+    target = dataclasses.replace(target, path=target.path.resolve())
     folder, runs = folder.resolve(), runs.resolve()
     url_file = folder / URL_FILE.format(secrets.token_hex(4))
     try:
         import submitit
         from submitit.core.utils import FailedJobError
     except ImportError:
-        raise SubmitError("study submit needs submitit; install it with: pip install 'facesearch[slurm]'") from None
+        raise SubmitError(f"{target.kind} submit needs submitit; install it with: pip install "
+                          f"'facesearch[slurm]'") from None
     if dry_run:
-        log(job_script(opts, name, command, folder, url_file, runs))
+        log(job_script(opts, target, folder, url_file, runs))
         return []
     try:
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=opts.max_requeues)
     except RuntimeError as e:   # "Could not detect srun"
-        raise SubmitError(f"no Slurm here ({e}); run study submit on a login node, or --dry-run to see the "
+        raise SubmitError(f"no Slurm here ({e}); run {target.kind} submit on a login node, or --dry-run to see the "
                           f"script") from None
     write_url_file(url_file, absolute_storage(url))
-    executor.update_parameters(**slurm_parameters(opts, name, setup_lines(command, url_file, runs)))
-    task = SlurmTask(command, name, opts.requeue)
+    executor.update_parameters(**slurm_parameters(opts, target.name, setup_lines(target, opts.array, url_file,
+                                                                                 runs)))
+    task = SlurmTask(target, opts.requeue)
     said = io.StringIO()   # submitit prints sbatch's complaint too: the user gets it once, in one line
     try:
         with contextlib.redirect_stderr(said), executor.batch():
@@ -157,26 +196,30 @@ def submit(opts: SlurmOptions, name: str, target: Path, url: str | None, runs: P
 
 
 class SlurmTask:
-    """What one array task runs (pickled by submitit): the worker as a child process, so the worker itself
-    handles the walltime signal; on that signal (submitit calls ``checkpoint``) it waits for the worker to
-    stop its trial, then asks submitit to requeue the job while the study has trials left."""
+    """What one array task runs (pickled by submitit): its command (``task_command``) as a child process, so
+    that the child itself handles the walltime signal; on that signal (submitit calls ``checkpoint``) it waits
+    for the child to stop its trial, then asks submitit to requeue the job while the study or plan is not
+    done."""
 
-    def __init__(self, command: list[str], study: str, requeue: bool):
-        self.command, self.study, self.requeue = command, study, requeue
+    def __init__(self, target: Target, requeue: bool):
+        self.target, self.requeue = target, requeue
         self.proc: subprocess.Popen | None = None
+        self.progress_at_start: int | None = None
 
     def __getstate__(self) -> dict:   # a requeue pickles the task again: without the running child
         return {**self.__dict__, "proc": None}
 
     def __call__(self) -> int:
-        worker_id = os.environ.get("SLURM_ARRAY_TASK_ID", "0")
-        self.proc = subprocess.Popen([*self.command, "--worker-id", worker_id])
+        task = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
+        if self.requeue and self.target.progress is not None:
+            self.progress_at_start = self.target.progress(self.target.name)
+        self.proc = subprocess.Popen(task_command(self.target, task))
         # poll, not wait(): submitit's signal handler runs in this thread, and a wait() it interrupted would
         # hold the lock that its own wait for the worker needs
         while (code := self.proc.poll()) is None:
             time.sleep(1)
-        if code not in (0, 130):   # 130: stopped by a signal, its trial queued again
-            raise RuntimeError(f"facesearch worker exited with status {code}; see the lines above")
+        if code not in STOPPED:
+            raise RuntimeError(f"facesearch {self.proc.args[4]} exited with status {code}; see the lines above")
         return code
 
     def checkpoint(self, *args, **kwargs):
@@ -193,19 +236,22 @@ class SlurmTask:
         if why:
             print(f"job not requeued: {why}", flush=True)
             return None
-        print(f"requeueing the job: study {self.study} has trials left", flush=True)
+        left = "has trials left" if self.target.kind == "study" else "is not finished"
+        print(f"requeueing the job: {self.target.kind} {self.target.name} {left}", flush=True)
         return DelayedSubmission(self, *args, **kwargs)
 
     def no_requeue(self) -> str | None:
-        """Why this job should not run again, or None: not asked, the study done, or no progress here (a time
-        limit too short for start-up and one epoch would requeue forever)."""
+        """Why this job should not run again, or None: not asked, the study or plan done, or no progress here
+        (a time limit too short for start-up and one epoch would requeue forever)."""
         if not self.requeue:
             return "--requeue not asked"
+        if self.target.why_done is not None:
+            return self.target.why_done(self.target.name, self.progress_at_start)
         import optuna
 
         from ..storage import open_storage
 
-        study = optuna.load_study(study_name=self.study, storage=open_storage())
+        study = optuna.load_study(study_name=self.target.name, storage=open_storage())
         if not trials_left(study):
             return "the study is done"
         if self.proc is not None and not trained(study, f"{socket.gethostname()}:{self.proc.pid}"):

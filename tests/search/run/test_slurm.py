@@ -205,3 +205,27 @@ def test_sbatch_refusing_the_job_is_one_line_and_leaves_no_url_file(slurm, synth
     assert out.returncode == 2 and len(lines) == 1, out.stdout + out.stderr
     assert lines[0].startswith("error: sbatch refused the job:") and "partition" in lines[0], lines
     assert not list((tmp_path / "refused" / "slurm").glob("storage-url-*"))
+
+
+def test_plan_submit_runs_the_plan_in_task_0_with_a_follower_in_task_1(slurm, synth_data, tmp_path):
+    """A 2-task array on a tiny plan: task 0's ``plan run`` calibrates, runs the phases and finishes; task 1's
+    ``worker --plan`` joins the phases and stops when the plan is finishing; the plan ends finished."""
+    from search.plan.state import FINISHED
+    from tests.search.plan.test_plan_run import state_of, write_plan
+
+    plan = write_plan(tmp_path, synth_data, name="slurmplan")
+    url = str(tmp_path / "s.journal")
+    submitted = subprocess.run([sys.executable, "-m", "search.cli", "plan", "submit", str(plan), "--array", "2",
+                                "--time", "30m", "--gpus-per-task", "0", "--requeue", "--storage", url],
+                               env=dict(slurm, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=120,
+                               cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job = submitted.stdout.split("submitted Slurm job ")[1].split(":")[0]
+    assert "plan slurmplan (task 0 runs it, 1 follow)" in submitted.stdout, submitted.stdout
+    wait_for("the plan to finish and its job to end",
+             lambda: (state_of(url, "slurmplan") or {"plan": {}})["plan"].get("state") == FINISHED
+             and not squeue(slurm, job), limit=600, every=1)
+    folder = tmp_path / "slurmplan" / "slurm"
+    orchestrator, follower = ((folder / f"{job}_{k}_0_log.out").read_text() for k in (0, 1))
+    assert "phase proxy:" in orchestrator and "plan slurmplan done" in orchestrator, orchestrator
+    assert "plan slurmplan: joining phase proxy" in follower and "this worker stops" in follower, follower

@@ -97,3 +97,64 @@ def test_a_job_whose_worker_trained_nothing_is_not_requeued(tmp_path):
     assert trained(study, "node:1") and not trained(study, "node:2") and not trained(study, "node:3")
     retry.report(0.4, 4)
     assert trained(study, "node:2")
+
+
+def test_plan_submit_dry_run_runs_the_plan_in_task_0_and_followers_in_the_others(tmp_path, monkeypatch):
+    from search.builtin import resolve_plan
+
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://alice:s3cret@db.example/optuna"
+    out = cli("plan", "submit", "quickstart", "--array", "3", "--time", "2h", "--requeue", "--hours", "0.5",
+              "--dry-run", "--storage", url)
+    assert out.returncode == 0, out.stderr
+    script, plan = out.stdout, str(resolve_plan("quickstart").resolve())
+    orchestrator = next(line for line in script.splitlines() if line.startswith("# task 0 runs the plan: "))
+    assert orchestrator.endswith(f"-m search.cli plan run {plan} --workers 1 --hours 0.5"), orchestrator
+    followers = next(line for line in script.splitlines() if line.startswith("# tasks 1-2 follow it: "))
+    assert followers.endswith(f"-m search.cli worker --plan {plan} --worker-id $SLURM_ARRAY_TASK_ID"), followers
+    for line in ("#SBATCH --array=0-2%3", "#SBATCH --time=120", "#SBATCH --requeue", "#SBATCH --signal=USR2@180",
+                 "#SBATCH --job-name=facesearch-quickstart", 'FACESEARCH_STORAGE="$(cat '):
+        assert line in script, (line, script)
+    assert "s3cret" not in script and "alice" not in script and "db.example" not in script
+    assert list(tmp_path.iterdir()) == [], "a dry run writes nothing"
+
+
+def test_each_array_task_runs_its_own_command(tmp_path):
+    from search.run.submit import Target, task_command
+
+    study, plan = Target("study", tmp_path / "s.yaml", "s"), Target("plan", tmp_path / "p.yaml", "p")
+    assert [task_command(study, k)[4:] for k in (0, 2)] == [["worker", str(tmp_path / "s.yaml"), "--worker-id", "0"],
+                                                            ["worker", str(tmp_path / "s.yaml"), "--worker-id", "2"]]
+    assert task_command(plan, 0)[4:] == ["plan", "run", str(tmp_path / "p.yaml"), "--workers", "1"]
+    assert task_command(plan, 1)[4:] == ["worker", "--plan", str(tmp_path / "p.yaml"), "--worker-id", "1"]
+
+
+def test_a_plan_job_requeues_until_the_plan_is_finished_and_only_while_it_moves_on(tmp_path, monkeypatch):
+    """The requeue decision read from a real journal: a plan still running is requeued while it moved on in the
+    job (an epoch reported in one of its phases), not when it stood still, never once it is finished."""
+    import optuna
+
+    from search.plan.requeue import plan_done, plan_progress
+    from search.plan.state import FINISHED, FINISHING, RUNNING, PlanState
+    from search.run.submit import SlurmTask, Target
+    from search.storage import open_storage
+
+    monkeypatch.setenv("FACESEARCH_STORAGE", str(tmp_path / "p.journal"))
+    target = Target("plan", tmp_path / "p.yaml", "p", progress=plan_progress, why_done=plan_done)
+    task = SlurmTask(target, requeue=True)
+    assert plan_progress("p") == 0 and task.no_requeue() is None   # not started yet: task 0 starts it
+    state = PlanState(open_storage(), "p")
+    state.set(name="p", order=["one"], state=RUNNING, active="one")
+    state.set_phase("one", status=RUNNING, raw={"name": "p-one"})
+    task.progress_at_start = plan_progress("p")
+    assert "moved on not at all" in task.no_requeue()
+    trial = optuna.create_study(study_name="p-one", storage=open_storage()).ask()
+    trial.report(0.3, 1)
+    assert plan_progress("p") > task.progress_at_start and task.no_requeue() is None
+    state.set(state=FINISHING, active=None)
+    assert task.no_requeue() is None, "finishing (retrain, export, score) is not done yet"
+    task.progress_at_start = plan_progress("p")   # a job that spent its whole time limit finishing
+    assert "finishing (retrain, export, score) did not end within one job" in task.no_requeue()
+    state.set(state=FINISHED)
+    assert task.no_requeue() == "the plan is done"
+    assert SlurmTask(target, requeue=False).no_requeue() == "--requeue not asked"
