@@ -35,14 +35,19 @@ def builtin_path(name: str) -> Path:
 
 def resolve_study(arg: str | Path) -> Path:
     """A study spec file, or the file of the built-in study of that name (a file of that name wins)."""
+    return _file_or_shipped(arg, builtin_dir(), f"{arg}: no such study spec file nor built-in study; built-in "
+                                                 f"studies: {', '.join(builtin_names())}")
+
+
+def _file_or_shipped(arg: str | Path, folder: Path, missing: str) -> Path:
+    """``arg`` when it is a file, else ``folder/ARG.yaml`` for a bare name; ``UnknownStudy(missing)`` otherwise."""
     path = Path(arg)
     if path.is_file():
         return path
-    builtin = builtin_dir() / f"{arg}.yaml"
-    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and builtin.is_file():
-        return builtin
-    raise UnknownStudy(f"{arg}: no such study spec file nor built-in study; built-in studies: "
-                       f"{', '.join(builtin_names())}")
+    shipped = folder / f"{arg}.yaml"
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    raise UnknownStudy(missing)
 
 
 def plans_dir() -> Path:
@@ -56,10 +61,5 @@ def plan_names() -> list[str]:
 
 def resolve_plan(arg: str | Path) -> Path:
     """A plan file, or the shipped plan of that name (a file of that name wins)."""
-    path = Path(arg)
-    if path.is_file():
-        return path
-    shipped = plans_dir() / f"{arg}.yaml"
-    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and shipped.is_file():
-        return shipped
-    raise UnknownStudy(f"{arg}: no such plan file nor shipped plan; shipped plans: {', '.join(plan_names())}")
+    return _file_or_shipped(arg, plans_dir(), f"{arg}: no such plan file nor shipped plan; shipped plans: "
+                                              f"{', '.join(plan_names())}")
