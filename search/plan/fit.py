@@ -16,6 +16,11 @@
    fit, the plan is refused with the hours it needs at the least.
 5. What whole steps left over goes back, an epoch (else a trial) at a time, to the cut phases, heaviest weight
    first, while the plan fits.
+6. A budget with room to spare grows the phases at their written epochs: one trial at a time to the phase with
+   the fewest seconds per weight, while the plan fits, up to the phase's ``max_trials`` (else ``fit.max_growth``
+   x its written trials). A promotion (``from: {top: k}``) runs its k and a grid sampler its grid: never grown.
+   After each phase the re-plan counts what it measured and fits what remains again, so hours a phase left
+   unspent grow the phases after it, and an overrun is taken from them.
 """
 from __future__ import annotations
 
@@ -75,6 +80,13 @@ class PhaseFit:
         if "epochs" in self.spec.space:
             return None
         return self.configs[0].epochs
+
+    def max_trials(self, rules: FitRules) -> int:
+        """What growing may reach: the plan's ``max_trials`` for it, else ``max_growth`` x its written trials."""
+        if (self.spec.from_ is not None and self.spec.from_.top) or self.spec.sampler["name"] == "grid":
+            return self.wanted_trials
+        most = self.entry.max_trials or math.floor(self.wanted_trials * rules.max_growth)
+        return max(self.wanted_trials, most)
 
     def min_epochs(self, rules: FitRules) -> int:
         base = self.base_epochs() or 1
@@ -142,7 +154,8 @@ class PhaseFit:
     def changes(self) -> list[str]:
         lines = []
         if self.phase.trials != self.wanted_trials:
-            lines.append(f"trials {self.wanted_trials} -> {self.phase.trials}")
+            grown = " (grown into the budget's room)" if self.phase.trials > self.wanted_trials else ""
+            lines.append(f"trials {self.wanted_trials} -> {self.phase.trials}{grown}")
         if self.resolution is not None and self.resolution != self.configs[0].resolution:
             lines.append(f"resolution {self.configs[0].resolution} -> {self.resolution}")
         if self.identities is not None and self.identities != self.configs[0].max_identities:
@@ -274,6 +287,7 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
         if all(f.stuck or f.done for f in fits) and sum(f.cost() for f in fits) > budget + eps:
             break
     _grow(fits, budget)
+    _grow_trials(fits, budget, rules)
     _waterfill(fits, budget)
     need = out.total_s()
     if need > hours * 3600 + eps:
@@ -304,6 +318,24 @@ def _grow(fits: list[PhaseFit], budget: float) -> None:
                 grown = True
             else:
                 f.phase.epoch_scale, f.phase.trials = scale, trials
+
+
+def _grow_trials(fits: list[PhaseFit], budget: float, rules: FitRules) -> None:
+    """Spend the room left: one trial at a time to the growable phase with the fewest seconds per weight, while
+    the plan fits; a phase whose next trial does not fit stops growing (a cheaper one may still)."""
+    total = sum(f.cost() for f in fits)
+    open_ = [f for f in fits if not f.done and not f.stuck and f.phase.trial_seconds() > 0
+             and (f.base_epochs() is None or f.epochs() >= f.base_epochs()) and f.phase.trials < f.max_trials(rules)]
+    while open_:
+        f = min(open_, key=lambda g: g.cost() / g.entry.weight)
+        each = f.phase.trial_seconds()
+        if total + each > budget:
+            open_.remove(f)
+            continue
+        f.phase.trials += 1
+        total += each
+        if f.phase.trials >= f.max_trials(rules):
+            open_.remove(f)
 
 
 def _cut_trials(f: PhaseFit) -> bool:
