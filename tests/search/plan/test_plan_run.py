@@ -262,3 +262,52 @@ def test_hours_a_phase_left_unspent_roll_forward_to_the_phases_after_it(ran, tmp
     tune = {f.name: f for f in before.fits}["tune"], {f.name: f for f in after.fits}["tune"]
     assert tune[1].phase.trials > tune[0].phase.trials >= 2
     assert before.total_s() <= hours * 3600 + 1e-6 and after.total_s() <= hours * 3600 + 1e-6
+
+
+def phase_cells(page: str) -> list[list[str]]:
+    """The rows of the first table after the plan section's heading, as text cells."""
+    import re
+
+    table = page.split('id="plan-tiny"', 1)[1].split("</table>", 1)[0]
+    return [re.findall(r"<td>(.*?)</td>", row) for row in table.split("<tr>")[2:]]
+
+
+def test_report_all_has_a_section_with_the_plan_phases(ran, tmp_path):
+    done = cli("report", "--all", "--storage", ran["url"], "--out", str(tmp_path / "all"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for page in ((tmp_path / "all" / "analysis.html").read_text(),
+                 (ran["tmp"] / "_plans" / "tiny" / "report" / "analysis.html").read_text()):   # the plan's own
+        assert "Plan tiny: phases" in page and "facesearch:plan:tiny" not in page   # not among the studies
+        rows = phase_cells(page)
+        state = state_of(ran["url"])
+        assert [r[0] for r in rows] == ["proxy", "full", "tune"] and all(r[1] == "done" for r in rows)
+        for row, phase in zip(rows, state["phases"]):
+            assert row[2] == f"{phase['trials_run']} / {phase['overrides']['n_trials']}"
+            assert row[6] == f"trial {phase['best_number']}: {phase['best_value']:.2f}"
+            assert row[5].endswith("%")
+
+
+def test_the_dashboard_shows_the_plan_phases_in_the_plan_study_note(ran, tmp_path):
+    from search.view.dashboard import dashboard_command, free_port
+    from tests.search.view.test_dashboard import _get, _wait_for
+
+    port, log = free_port(), tmp_path / "dashboard.log"
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        process = subprocess.Popen(dashboard_command(ran["url"], "127.0.0.1", port, None), stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        summaries = {s["study_name"]: s for s in _wait_for(base, process, log)["study_summaries"]}
+        detail = _get(f"{base}/api/studies/{summaries['facesearch:plan:tiny']['study_id']}")
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    body = detail["note"]["body"]
+    assert body.startswith("## plan tiny: done") and detail["note"]["version"] >= 1
+    state = state_of(ran["url"])
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == ["proxy", "full", "tune"]
+    for row, phase in zip(rows, state["phases"]):
+        assert f"| done | {phase['trials_run']} / {phase['overrides']['n_trials']} |" in row
+        assert f"trial {phase['best_number']}: {phase['best_value']:.2f}" in row
+    assert "export bundle" in body
