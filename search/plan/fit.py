@@ -21,6 +21,8 @@
    x its written trials). A promotion (``from: {top: k}``) runs its k and a grid sampler its grid: never grown.
    After each phase the re-plan counts what it measured and fits what remains again, so hours a phase left
    unspent grow the phases after it, and an overrun is taken from them.
+7. A phase runs under its share plus what the phases after it grew (its ``budget.hours``): a trial that runs
+   longer than its estimate is not refused while the re-plan can take it back from that growth.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class PhaseFit:
     identities: int | None = None
     pace: float = 1.0                   # measured / estimated seconds of the phases run so far
     share_s: float = 0.0
+    cap_s: float | None = None          # the hours it runs under: its share + what later phases grew
     stuck: bool = False                 # at all its floors and still over its share
     done: dict[str, Any] | None = None  # a phase that ran: its state row (measured spend, trials)
 
@@ -87,6 +90,10 @@ class PhaseFit:
             return self.wanted_trials
         most = self.entry.max_trials or math.floor(self.wanted_trials * rules.max_growth)
         return max(self.wanted_trials, most)
+
+    def growth_s(self) -> float:
+        """Seconds its trials grew past the written ones (what an earlier phase's overrun may take back)."""
+        return max(0, self.phase.trials - self.wanted_trials) * self.phase.trial_seconds()
 
     def min_epochs(self, rules: FitRules) -> int:
         base = self.base_epochs() or 1
@@ -141,7 +148,8 @@ class PhaseFit:
     # ---------------------------------------------------------------- what the runner applies
     def overrides(self) -> dict[str, Any]:
         """The fitted knobs as spec changes (``state.fitted_raw`` writes them into the phase's YAML)."""
-        out: dict[str, Any] = {"n_trials": self.phase.trials, "hours": round(self.share_s / 3600, 6)}
+        cap = self.share_s if self.cap_s is None else self.cap_s
+        out: dict[str, Any] = {"n_trials": self.phase.trials, "hours": round(cap / 3600, 6)}
         base = self.base_epochs()
         if base is not None and self.epochs() != base:
             out["epochs"] = self.epochs()
@@ -289,6 +297,8 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
     _grow(fits, budget)
     _grow_trials(fits, budget, rules)
     _waterfill(fits, budget)
+    for i, f in enumerate(fits):
+        f.cap_s = f.share_s + sum(g.growth_s() for g in fits[i + 1:] if not g.done and not g.stuck)
     need = out.total_s()
     if need > hours * 3600 + eps:
         raise OverBudgetFit(out, f"even at every phase's floor (fewest trials, lowest proxy fidelity, fewest epochs) "
