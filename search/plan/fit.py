@@ -21,8 +21,10 @@
    x its written trials). A promotion (``from: {top: k}``) runs its k and a grid sampler its grid: never grown.
    After each phase the re-plan counts what it measured and fits what remains again, so hours a phase left
    unspent grow the phases after it, and an overrun is taken from them.
-7. A phase runs under its share plus what the phases after it grew (its ``budget.hours``): a trial that runs
-   longer than its estimate is not refused while the re-plan can take it back from that growth.
+7. A phase that may grow is bounded by its hours, not its count: it runs up to its most trials until its share
+   is spent (trials faster than their estimate buy more of them, also in the last phase). Any other phase runs
+   its trials under its share plus what the phases after it grew: a trial longer than its estimate is not
+   refused while the re-plan can take it back from that growth.
 """
 from __future__ import annotations
 
@@ -54,7 +56,8 @@ class PhaseFit:
     identities: int | None = None
     pace: float = 1.0                   # measured / estimated seconds of the phases run so far
     share_s: float = 0.0
-    cap_s: float | None = None          # the hours it runs under: its share + what later phases grew
+    cap_s: float | None = None          # the hours it runs under (rule 7)
+    limit: int | None = None            # the trials it may run (rule 7; None: its fitted trials)
     stuck: bool = False                 # at all its floors and still over its share
     done: dict[str, Any] | None = None  # a phase that ran: its state row (measured spend, trials)
 
@@ -149,7 +152,8 @@ class PhaseFit:
     def overrides(self) -> dict[str, Any]:
         """The fitted knobs as spec changes (``state.fitted_raw`` writes them into the phase's YAML)."""
         cap = self.share_s if self.cap_s is None else self.cap_s
-        out: dict[str, Any] = {"n_trials": self.phase.trials, "hours": round(cap / 3600, 6)}
+        out: dict[str, Any] = {"n_trials": self.limit or self.phase.trials, "trials": self.phase.trials,
+                               "hours": round(cap / 3600, 6)}
         base = self.base_epochs()
         if base is not None and self.epochs() != base:
             out["epochs"] = self.epochs()
@@ -298,7 +302,10 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
     _grow_trials(fits, budget, rules)
     _waterfill(fits, budget)
     for i, f in enumerate(fits):
-        f.cap_s = f.share_s + sum(g.growth_s() for g in fits[i + 1:] if not g.done and not g.stuck)
+        if f.max_trials(rules) > f.wanted_trials:   # may grow: its hours bound it
+            f.limit, f.cap_s = f.max_trials(rules), f.share_s
+        else:
+            f.cap_s = f.share_s + sum(g.growth_s() for g in fits[i + 1:] if not g.done and not g.stuck)
     need = out.total_s()
     if need > hours * 3600 + eps:
         raise OverBudgetFit(out, f"even at every phase's floor (fewest trials, lowest proxy fidelity, fewest epochs) "

@@ -167,7 +167,7 @@ def make_fit(run: Run, table: CalibrationTable, label: str, sizes: DataSizes, ro
 
 
 def _apply(f: PhaseFit, overrides: dict, pricer) -> None:
-    f.phase.trials = overrides["n_trials"]
+    f.phase.trials = overrides.get("trials", overrides["n_trials"])   # fitted (n_trials: the most it may run)
     if "resolution" in overrides or "max_identities" in overrides:
         f.set_fidelity(pricer, overrides.get("resolution"), overrides.get("max_identities"))
     if "epochs" in overrides and f.base_epochs():
@@ -335,7 +335,10 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
             run.echo(f"phase {entry.name}: resuming")
         state.set(active=entry.name)
         publish_note(state)
-        run.echo(f"phase {entry.name}: {row['overrides']['n_trials']} trial(s) under "
+        fitted = row["overrides"].get("trials", row["overrides"]["n_trials"])
+        most = row["overrides"]["n_trials"]
+        upto = f" (up to {most} while its hours last)" if most > fitted else ""
+        run.echo(f"phase {entry.name}: {fitted} trial(s){upto} under "
                  f"{row['overrides']['hours']:.3g} GPU-hours")
         study, code = run_phase(run, entry.name, row, console)
         if code:

@@ -262,10 +262,14 @@ def test_hours_a_phase_left_unspent_roll_forward_to_the_phases_after_it(ran, tmp
     tune = {f.name: f for f in before.fits}["tune"], {f.name: f for f in after.fits}["tune"]
     assert tune[1].phase.trials > tune[0].phase.trials >= 2
     assert before.total_s() <= hours * 3600 + 1e-6 and after.total_s() <= hours * 3600 + 1e-6
-    # a phase runs under its share plus what the later phases grew (the re-plan can take an overrun back there)
-    grown = (tune[0].phase.trials - tune[0].wanted_trials) * tune[0].phase.trial_seconds()
-    assert before.fits[0].overrides()["hours"] * 3600 == pytest.approx(before.fits[0].share_s + grown, abs=1)
+    # a phase that may grow runs up to its most trials while its share lasts; the promotion runs its k under its
+    # share plus what the later phases grew (the re-plan can take an overrun back there)
+    assert tune[0].overrides()["n_trials"] == 2 * 50 and tune[0].overrides()["trials"] == tune[0].phase.trials
     assert tune[0].overrides()["hours"] * 3600 == pytest.approx(tune[0].share_s, abs=1)
+    grown = (tune[0].phase.trials - tune[0].wanted_trials) * tune[0].phase.trial_seconds()
+    full = before.fits[1]
+    assert full.overrides()["n_trials"] == 2
+    assert full.overrides()["hours"] * 3600 == pytest.approx(full.share_s + grown, abs=1)
 
 
 def phase_cells(page: str) -> list[list[str]]:
