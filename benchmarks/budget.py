@@ -67,6 +67,11 @@ class Run:
             out.append((seconds, images, best))
         return out
 
+    def last(self) -> tuple[float, int, float]:
+        """The trace's last step; nothing spent and no EER where no trial ran (a budget too small)."""
+        trace = self.trace()
+        return trace[-1] if trace else (0.0, 0, float("inf"))
+
     def reach(self, target: float) -> tuple[float, int] | None:
         return next(((s, i) for s, i, b in self.trace() if b <= target), None)
 
@@ -117,6 +122,10 @@ def strategies(a, seed: int, data: Path, storage, work: Path,
     share = a.proxy_share * a.budget
     first = run_phase(spec(f"c-proxy-{seed}", seed, data, proxy, a.proxy_epochs, share, {"name": "none"}),
                       storage, work, calibration)
+    if not any(t.state == TrialState.COMPLETE for _, t in first):
+        print(f"(c) seed {seed}: no proxy trial completed within {share:.1f} s; nothing to promote")
+        runs["c"] = Run(first, set())
+        return runs
     promote = apply_from(spec(f"c-full-{seed}", seed, data, {**full, "max_identities": 0}, a.epochs,
                               a.budget - sum(TrialRecord.of(t).spent for _, t in first), {"name": "none"},
                               **{"from": {"study": f"c-proxy-{seed}", "top": a.top}}), storage)
@@ -134,6 +143,14 @@ def estimate_error(t) -> tuple[float, float, float] | None:
 
     est = Estimate.from_dict(r.estimate).for_epochs(len(t.intermediate_values))
     return est, r.seconds, 100 * abs(est - r.seconds) / r.seconds
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def share(part: float, whole: float) -> float:
+    return part / whole if whole else float("nan")
 
 
 def summary(values: list[float]) -> str:
@@ -154,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     a = parse(p, argv)
     synth = {"identities": 110, "images_per_identity": 12, "size": 40, "val_pairs": 600}
     if a.quick:
-        a.seeds, a.budget, a.epochs, a.top = a.seeds.split(",")[0], 12.0, 2, 2
+        a.seeds, a.budget, a.epochs, a.top = a.seeds.split(",")[0], min(a.budget, 12.0), 2, 2   # --budget: lower
         synth.update(identities=60, images_per_identity=8, val_pairs=200)
     seeds = [int(s) for s in a.seeds.split(",")]
     optuna.logging.set_verbosity(optuna.logging.ERROR)   # a trial the budget refuses is logged as failed
@@ -209,15 +226,15 @@ def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
                 errors[key].append(e[2])
                 print(f"  {key} {seed} {study:<12} #{t.number:<3}{t.state.name:<9}"
                       f"{len(t.intermediate_values)} ep  est {e[0]:6.2f} s  real {e[1]:6.2f} s  {e[2]:5.1f}%")
-    a_best = [r.trace()[-1][2] for r in runs["a"]]
-    a_compute = statistics.mean(r.trace()[-1][0] for r in runs["a"])
-    a_images = statistics.mean(r.trace()[-1][1] for r in runs["a"])
+    a_best = [r.last()[2] for r in runs["a"]]
+    a_compute = statistics.mean(r.last()[0] for r in runs["a"])
+    a_images = statistics.mean(r.last()[1] for r in runs["a"])
     print()
     verdicts, mean_verdicts = {}, {}
     for key, per_seed in runs.items():
-        best = [r.trace()[-1][2] for r in per_seed]
-        seconds = [r.trace()[-1][0] for r in per_seed]
-        images = [r.trace()[-1][1] for r in per_seed]
+        best = [r.last()[2] for r in per_seed]
+        seconds = [r.last()[0] for r in per_seed]
+        images = [r.last()[1] for r in per_seed]
         reached = [r.reach(target + 1.0) for r, target in zip(per_seed, a_best)]
         print(f"{names[key]}")
         print(f"  best full-fidelity val EER {summary(best)}")
@@ -228,21 +245,21 @@ def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
         if all(s is not None for s in to_reach):
             mean = statistics.mean(to_reach)
             imgs = statistics.mean(r[1] for r in reached)
-            verdicts[key] = mean / a_compute
+            verdicts[key] = share(mean, a_compute)
             print(f"  compute to come within 1 point of (a)'s best: {mean:.1f} s = "
-                  f"{100 * mean / a_compute:.0f}% of (a)'s compute, {imgs:,.0f} image-epochs ({shown})")
+                  f"{100 * share(mean, a_compute):.0f}% of (a)'s compute, {imgs:,.0f} image-epochs ({shown})")
         else:
             print(f"  compute to come within 1 point of (a)'s best: not reached on every seed ({shown})")
         target = statistics.mean(a_best) + 1.0
         secs, imgs = mean_reach(per_seed, target, 0), mean_reach(per_seed, target, 1)
         if secs is not None:
-            mean_verdicts[key] = secs / a_compute
+            mean_verdicts[key] = share(secs, a_compute)
         print(f"  seeds' mean best within 1 point of (a)'s mean best ({target - 1:.2f}%) after: "
-              + ("never" if secs is None else f"{secs:.1f} s = {100 * secs / a_compute:.0f}% of (a)'s "
+              + ("never" if secs is None else f"{secs:.1f} s = {100 * share(secs, a_compute):.0f}% of (a)'s "
                                                   f"seconds")
-              + ("" if imgs is None else f", {imgs:,.0f} image-epochs = {100 * imgs / a_images:.0f}% "
+              + ("" if imgs is None else f", {imgs:,.0f} image-epochs = {100 * share(imgs, a_images):.0f}% "
                                          f"of (a)'s"))
-        print(f"  estimate |error|: median {statistics.median(errors[key]):.1f}% over "
+        print(f"  estimate |error|: median {median(errors[key]):.1f}% over "
               f"{len(errors[key])} trials")
         if key == "c":
             rhos = []
@@ -252,8 +269,8 @@ def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
             print(f"  Spearman of proxy vs full-fidelity val EER of the promoted trials, per seed: "
                   f"{', '.join('undefined' if rho != rho else f'{rho:.2f}' for rho in rhos)}")
     every = [e for v in errors.values() for e in v]
-    print(f"\nestimate vs measured, all {len(every)} trials: median |error| {statistics.median(every):.1f}% "
-          f"(target <= 25%: {'holds' if statistics.median(every) <= 25 else 'misses'})")
+    print(f"\nestimate vs measured, all {len(every)} trials: median |error| {median(every):.1f}% "
+          f"(target <= 25%: {'holds' if median(every) <= 25 else 'misses'})")
     for label, found in (("every seed", verdicts), ("the seeds' mean curve", mean_verdicts)):
         cheap = {k: v for k, v in found.items() if k in "bc"}
         best_key = min(cheap, key=cheap.get) if cheap else None
@@ -261,7 +278,7 @@ def report(runs: dict[str, list[Run]], seeds: list[int], a) -> None:
         print(f"target (b) or (c) within 1 point with <= 50% of (a)'s seconds, on {label}: "
               + (f"{'holds' if held else 'misses'} ({best_key}: {100 * cheap[best_key]:.0f}%)" if best_key
                  else "misses (neither got there)"))
-    return {k: v for k, v in mean_verdicts.items() if k in "bc"}, statistics.median(every)
+    return {k: v for k, v in mean_verdicts.items() if k in "bc"}, median(every)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.dry_run:   # a narrow ResNet: the CPU only proves the path
         a.device, a.model, a.res, a.identities, a.warmup, a.steps = "cpu", "resnet_w", "32,48", 8, 2, 5
         n_ids, per_id, size, mm, width = 40, 6, 40, (512, 3), 0.25
+    if a.quick:   # the smoke test's: one resolution, one step per window
+        a.res, a.warmup, a.steps = a.res.split(",")[0], 1, 1
     dev = resolve_device(a.device)
     resolutions = [int(r) for r in a.res.split(",")]
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU (dry run)" if a.dry_run else "CPU"

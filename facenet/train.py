@@ -44,7 +44,7 @@ class EpochResult:
     lr: float
     seconds: float
     images_per_s: float
-
+    replayed: bool = False       # an epoch a resumed run finished before it stopped, announced again
 
 @dataclass
 class RunResult:
@@ -230,7 +230,7 @@ class Trainer:
         c, start = self.config, time.perf_counter()
         for result in self.history:      # a resumed run re-announces its finished epochs
             if on_epoch:
-                on_epoch(EpochResult(**result))
+                on_epoch(EpochResult(**{**result, "replayed": True}))
         stopped = False
         while self.epoch < c.epochs:
             self.epoch += 1

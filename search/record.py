@@ -23,6 +23,7 @@ SKIPPED_IMAGES = "skipped_images"
 RESUMED = "resumed"              # where a retried trial resumed from
 RETRY_OF = "retry_of"            # the first trial of a retry chain, whose run folder a retry resumes
 WORKER = "worker"                # host:pid of the process running the trial
+SLURM_JOB = "slurm_job"          # the Slurm job running it: JOBID, or ARRAYJOBID_TASKID for an array task
 PRUNE_REASON = "prune_reason"
 PRUNED_BY = "pruned_by"          # which rule pruned it: one of PRUNE_RULES
 FAIL_REASON = "fail_reason"

@@ -2,7 +2,8 @@
 
 The journal file is safe for several processes on one machine (SQLite is not). Database
 URLs (PostgreSQL, MySQL) are for many machines; they get Optuna's heartbeat so a trial
-whose worker vanished is failed and queued again by the survivors.
+whose worker vanished is failed and queued again by the survivors. ``grpc://HOST:PORT`` reaches a
+storage that ``facesearch storage serve`` holds for many machines (no database server needed).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import optuna
 from facenet.errors import UserError
 
 from .journal import CheckedJournal
-from .run.recovery import RetryStaleTrial
+from .run.recovery import MAX_RETRY, RetryStaleTrial
 
 # heartbeats and the retry callback are marked experimental but are the documented way to
 # survive dead workers on a database; the warning would print once per worker process
@@ -25,7 +26,6 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 DEFAULT_STORAGE = "runs/facesearch.journal"
 HEARTBEAT_ENV, HEARTBEAT_DEFAULT = "FACESEARCH_HEARTBEAT", "20:60"
-MAX_RETRY = 3
 
 
 class StorageError(UserError):
@@ -63,6 +63,8 @@ def open_storage(url: str | None = None, create: bool = True) -> optuna.storages
     """The storage; ``create=False`` (the read-only commands) refuses a journal or SQLite file that is not
     there instead of creating it and its folder."""
     url = storage_url(url)
+    if url.startswith("grpc://"):
+        return open_grpc(url)
     if not create:
         must_exist(url)
     if is_database(url):
@@ -73,6 +75,13 @@ def open_storage(url: str | None = None, create: bool = True) -> optuna.storages
         return optuna.storages.JournalStorage(CheckedJournal(str(path)))
     except OSError as e:
         raise StorageError(f"cannot open journal storage {path}: {e.strerror or e}; choose a writable path") from None
+
+
+def open_grpc(url: str) -> optuna.storages.BaseStorage:
+    """``grpc://HOST:PORT``: the storage a ``facesearch storage serve`` process holds for many nodes."""
+    from .run.proxy import connect   # the grpc extra: imported only for a grpc:// URL
+
+    return connect(url)
 
 
 def must_exist(url: str) -> None:

@@ -14,7 +14,7 @@ import typer
 
 from .common import app
 # each module registers its commands on app; this order is the order of --help
-from . import data, train, study, cost, plan, finish, view  # noqa: F401, I001
+from . import data, train, study, cost, plan, finish, view, cluster  # noqa: F401, I001
 
 
 def main() -> None:

@@ -6,10 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from .common import Device, Storage, app, echo
+from .common import TRAINING, Device, Format, Json, Storage, app, env_epilog
 
 
-@app.command()
+@app.command(epilog=env_epilog("FACESEARCH_DATA", *TRAINING))
 def calibrate(
     spec_paths: List[Path] = typer.Argument(..., metavar="STUDY.yaml...",
                                             help="Studies whose points to measure."),
@@ -23,14 +23,21 @@ def calibrate(
     warmup: int = typer.Option(2, help="Untimed steps first."),
     eval_images: int = typer.Option(512, help="Val images embedded to time evaluation."),
     min_seconds: float = typer.Option(1.0, help="Time at least this long per point (more steps if fast)."),
+    fmt: Format = "table",
+    as_json: Json = False,
 ) -> None:
-    """Measure training and evaluation speed of every point the studies can draw; workers reuse it."""
+    """Measure training and evaluation speed of every point the studies can draw; workers reuse it.
+    Progress goes to stderr; stdout gets the calibrated points (--format)."""
     from ..cost.calibrate import KEY_SETS, calibrate as measure
     from ..cost.calibration import CalibrationError
     from ..storage import open_storage
+    from ..view.output import emit, output_format
 
+    fmt = output_format(fmt, as_json)
     if keys not in KEY_SETS:
         raise CalibrationError(f"--keys {keys!r}: use one of {', '.join(KEY_SETS)}")
     table = measure(spec_paths, open_storage(storage), device, out, data, keys, steps, warmup, eval_images,
-                    echo, min_seconds)
-    echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}")
+                    lambda m: typer.echo(m, err=True), min_seconds)
+    points = [e.to_dict() for e in table.entries.values()]
+    emit(fmt, points, rows=[{"device": p["device"], **p["key"], **p["speed"]} for p in points])
+    typer.echo(f"calibrated {len(table.entries)} point(s) on {', '.join(table.devices()) or 'nothing'}", err=True)

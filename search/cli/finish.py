@@ -8,10 +8,11 @@ from typing import Optional
 
 import typer
 
-from .common import Device, Storage, app, echo
+from .common import (TRAINING, Device, Format, Json, Mlflow, Storage, Tensorboard, Wandb, app, echo, env_epilog,
+                     tracking_targets)
 
 
-@app.command()
+@app.command(epilog=env_epilog("FACESEARCH_RUNS", *TRAINING))
 def retrain(
     name: str = typer.Argument(..., help="Study name."),
     storage: Storage = None,
@@ -23,31 +24,58 @@ def retrain(
     top: Optional[int] = typer.Option(None, min=1, help="Retrain each of the top K trials."),
     within_noise: bool = typer.Option(False, "--within-noise", help="Retrain the best and every top trial "
                                       "within noise of it (see `best`)."),
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
+    fmt: Format = "table",
+    as_json: Json = False,
 ) -> None:
-    """Retrain the best trial at full budget (optionally pre-train then fine-tune); the study records the run."""
+    """Retrain the best trial at full budget (optionally pre-train then fine-tune); the study records the run.
+    The retrained model, its scores and figures go to the study's tracking backends as artifacts. With
+    --format json or csv, progress goes to stderr and stdout gets the summary alone."""
     from ..finish.retrain import retrain as do_retrain, retrain_top
+    from ..record import stored_spec
     from ..storage import artifact_dir, load_study, open_storage, runs_root
-    from ..view.noise import retrain_text
+    from ..track import open_tracking
+    from ..view.output import emit, output_format
 
+    fmt = output_format(fmt, as_json)
     study = load_study(name, open_storage(storage), storage)
+    targets = tracking_targets(stored_spec(study).get("tracking") or {}, mlflow, wandb, tensorboard)
+    say = echo if fmt == "table" else (lambda m: typer.echo(m, err=True))
     options = {"epochs": epochs, "resolution": resolution, "finetune_on": finetune_on,
                "finetune_epochs": finetune_epochs, "device": device, "progress": sys.stderr.isatty(),
-               "artifacts": artifact_dir(storage)}
-    if top or within_noise:
-        records = retrain_top(study, runs_root(storage), top, within_noise, **options)
-        for r in records:
-            gap = r.get("vs_best_retrained")
-            verdict = "; best retrained" if gap is None else (
-                f"; vs best retrained {gap['difference']:+.2f} [{gap['low']:+.1f}, {gap['high']:+.1f}] "
-                + ("points, within noise" if gap["within_noise"] else "points, worse"))
-            echo(f"retrained trial {r['trial']}: val EER {retrain_text(r)} "
-                 f"(search: {r['search_val_eer']:.2f}%){verdict}")
-        record = records[0]
+               "artifacts": artifact_dir(storage), "log": say}
+    with open_tracking(targets, runs_root(storage), lambda m: typer.echo(m, err=True)) as tracking:
+        if top or within_noise:
+            records = retrain_top(study, runs_root(storage), top, within_noise, tracking=tracking, **options)
+        else:
+            records = [do_retrain(study, runs_root(storage), tracking=tracking, **options)]
+    summary = [{k: v for k, v in r.items() if k != "roc"} for r in records]
+    if fmt == "table":   # sentences, not a table: a line per retrained trial
+        for line in retrain_lines(records, bool(top or within_noise)):
+            echo(line)
     else:
-        record = do_retrain(study, runs_root(storage), **options)
-        echo(f"retrained trial {record['trial']}: val EER {retrain_text(record)} "
-             f"(search: {record['search_val_eer']:.2f}%); model {record['best_pt']}")
-    echo(f"next: facesearch export {record['run_dir']} --out bundle/")
+        emit(fmt, summary, echo=echo)
+
+
+def retrain_lines(records: list[dict], several: bool) -> list[str]:
+    """What retrain prints for a person: each retrained trial against the search (and the best retrained)."""
+    from ..view.noise import retrain_text
+
+    lines = []
+    for r in records:
+        gap = r.get("vs_best_retrained")
+        if not several:
+            verdict = f"; model {r['best_pt']}"
+        elif gap is None:
+            verdict = "; best retrained"
+        else:
+            verdict = (f"; vs best retrained {gap['difference']:+.2f} [{gap['low']:+.1f}, {gap['high']:+.1f}] "
+                       + ("points, within noise" if gap["within_noise"] else "points, worse"))
+        lines.append(f"retrained trial {r['trial']}: val EER {retrain_text(r)} (search: {r['search_val_eer']:.2f}%)"
+                     f"{verdict}")
+    return lines + [f"next: facesearch export {records[0]['run_dir']} --out bundle/"]
 
 
 @app.command()
@@ -80,7 +108,7 @@ def quickstart(
     """The main job on synthetic faces as a plan: synthesise, two search phases under one budget, then retrain,
     export, score and report (minutes on 2 CPUs)."""
     from ..finish.quickstart import run_quickstart
-    from ..view.trial_log import log_line
+    from ..logline import log_line
 
     live = sys.stdout.isatty()   # without a terminal: a line per trial and per worker event, with the time
     r = run_quickstart(out, workers, log=print if live else log_line, live=live)

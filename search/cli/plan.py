@@ -1,14 +1,13 @@
 """``facesearch plan price|run|status``: a plan of phases priced, run under one budget, and followed."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .common import Device, Json, Storage, app, echo
+from .common import Device, Format, Json, Storage, app, echo, env_epilog
 
 plan_app = typer.Typer(help="Plans: phases (studies chained by from:) priced, fitted and run under one budget.",
                        no_args_is_help=True)
@@ -41,7 +40,7 @@ def gpu_list(gpus: Optional[str]) -> list[int] | None:
             from None
 
 
-@plan_app.command("price")
+@plan_app.command("price", epilog=env_epilog("FACESEARCH_DATA"))
 def price(
     spec_paths: List[Path] = typer.Argument(..., metavar="STUDY.yaml...", help="The phases (chained by from:)."),
     hours: float = typer.Option(..., help="GPU-hours for all phases together."),
@@ -53,15 +52,19 @@ def price(
     device: Optional[str] = typer.Option(None, help="Calibrated device to plan for (if several)."),
     data_size: List[str] = DataSize,
     fit: bool = typer.Option(False, help="Scale trials (then epochs) to fit, and print what changed."),
+    fmt: Format = "table",
+    as_json: Json = False,
 ) -> None:
     """Price every phase before it runs: trials, epochs, resolution, GPU-hours, wall-clock hours on N GPUs."""
     from ..cost.calibration import CalibrationTable, stored_table
     from ..cost.plan import run_plan
     from ..storage import open_storage
+    from ..view.output import output_format
 
     table = CalibrationTable.load(calibration) if calibration else stored_table(open_storage(storage))
     count = len(gpu_list(gpus)) if gpus else n_gpus
-    run_plan(spec_paths, hours, max(1, count), table, device, _sizes(table, data_size), fit, echo)
+    run_plan(spec_paths, hours, max(1, count), table, device, _sizes(table, data_size), fit, echo,
+             output_format(fmt, as_json))
 
 
 def _load(plan: str):
@@ -121,6 +124,7 @@ def run(
 def status(
     plan: str = typer.Argument(..., metavar="PLAN", help="Plan file, or a shipped plan's name."),
     storage: Storage = None,
+    fmt: Format = "table",
     as_json: Json = False,
 ) -> None:
     """The plan's phases: status, trials, share and spend, best val EER, and where the finished pieces are."""
@@ -129,7 +133,7 @@ def status(
     from ..plan.state import PlanState
     from ..plan.status import finish_lines, status_json, status_table
     from ..storage import StorageError, is_database, open_storage, redact, storage_url
-    from ..view.status import console
+    from ..view.output import emit, output_format
 
     name = plan_name(resolve_plan(plan))
     url = storage_url(storage)
@@ -139,12 +143,12 @@ def status(
     if state is None:
         raise StorageError(f"plan {name!r} has not run in {redact(url)}; start it with: "
                            f"facesearch plan run {plan}")
-    if as_json:
-        echo(json.dumps(status_json(state), indent=2))
-        return
-    console().print(status_table(state))
-    for line in finish_lines(state["plan"].get("finish") or {}):
-        echo(line)
+    fmt = output_format(fmt, as_json)
+    record = status_json(state)
+    emit(fmt, record, lambda: status_table(state), rows=record["phases"])
+    if fmt == "table":
+        for line in finish_lines(state["plan"].get("finish") or {}):
+            echo(line)
 
 
 def legacy_plan_args(argv: list[str]) -> list[str]:

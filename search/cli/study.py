@@ -1,7 +1,6 @@
 """``facesearch study run``, ``worker``, ``studies``, ``study status`` and ``best``."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -9,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from .common import Device, Json, Storage, Timeout, app, echo, seconds, study_app
+from .common import (STUDY, Device, Format, Json, LogFormat, Mlflow, Storage, Tensorboard, Timeout, Wandb, app,
+                     echo, env_epilog, seconds, study_app, tracking_targets, use_log_format)
 
 
 def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[int] | None = None,
@@ -25,7 +25,7 @@ def checked_spec(path: Path, url: str | None, device: str = "auto", gpus: list[i
     return preflight_study(load_spec(resolve_study(path)), url, device, gpus, warn=to_stderr if warn else None)
 
 
-@study_app.command("run")
+@study_app.command("run", epilog=env_epilog(*STUDY))
 def study_run(
     spec_path: Path = typer.Argument(..., metavar="STUDY", help="Study spec file, or a built-in study's name."),
     workers: int = typer.Option(1, help="Worker processes on this machine (at least 1; at most one per GPU, or "
@@ -37,9 +37,19 @@ def study_run(
     n_trials: Optional[int] = typer.Option(None, help="Trials in the study in all (default: the spec's budget)."),
     timeout: Timeout = None,
     storage: Storage = None,
+    log_format: LogFormat = "text",
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
 ) -> None:
-    """Launch N workers on a study and watch it until its budget is spent."""
+    """Launch N workers on a study and watch it until its budget is spent (a live view on a terminal, dated
+    log lines otherwise; each worker's lines go to runs/STUDY/worker-N.log)."""
+    import dataclasses
+
+    use_log_format(log_format)
     from ..run.launch import run_study
+    from ..run.tracked import end_study, reachable_targets
+    from ..storage import runs_root
     from ..view.status import console as make_console, summary_line, trials_table
 
     limit = seconds(timeout)
@@ -49,10 +59,16 @@ def study_run(
         from ..run.capacity import check_workers
 
         check_workers(workers, spec, force=force_workers)
+    targets = tracking_targets(spec.tracking, mlflow, wandb, tensorboard)
+    # the study's parent run made once here, before the workers; a backend that does not answer: one warning
+    spec = dataclasses.replace(spec, tracking=reachable_targets(spec, targets, runs_root(storage),
+                                                                lambda m: typer.echo(m, err=True)))
     console = make_console()
     start = time.time()
     study, code = run_study(spec, spec.source, storage, workers, gpu_list, n_trials, limit, console,
                             live=sys.stdout.isatty())
+    if not code:   # the parent run ends with the study's counts and best trial
+        end_study(spec, study, runs_root(storage), lambda m: typer.echo(m, err=True))
     console.print(trials_table(study))
     if sys.stdout.isatty():   # without a terminal the log lines ended with it
         console.print(summary_line(study, n_trials or spec.n_trials))
@@ -64,7 +80,7 @@ def study_run(
                   + (f" --storage {storage}" if storage else ""))
 
 
-@app.command()
+@app.command(epilog=env_epilog(*STUDY))
 def worker(
     spec_path: Optional[Path] = typer.Argument(None, metavar="STUDY", help="Study spec file (the same on every "
                                                "machine), or a built-in study's name."),
@@ -73,13 +89,22 @@ def worker(
     n_trials: Optional[int] = typer.Option(None, help="Stop when the study holds this many trials."),
     timeout: Timeout = None,
     device: Device = "auto",
+    log_format: LogFormat = "text",
     plan: Optional[str] = typer.Option(None, help="Follow this plan's active phase instead of one study "
                                                   "(plan file or shipped plan's name); stops when it ends."),
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
 ) -> None:
-    """Join a study as one worker (run one per GPU on any machine that reaches the storage), or follow a plan."""
+    """Join a study as one worker (run one per GPU on any machine that reaches the storage), or follow a plan.
+    It writes dated lines: start, each epoch, each finished trial, exit and a summary of the study."""
+    from ..logline import log_line
+    import dataclasses
+
     from ..run.tether import tie_to_supervisor
     from ..run.worker import run_worker
 
+    use_log_format(log_format)
     if plan is not None or spec_path is None:
         from ..plan.follow import follow_plan
         from .plan import _load
@@ -88,34 +113,32 @@ def worker(
             from facenet.errors import ConfigError
 
             raise ConfigError("worker: give a STUDY (spec file or built-in name), or --plan PLAN to follow a plan")
-        joined = follow_plan(_load(plan), storage, worker_id, device, log=lambda m: echo(m))
+        joined = follow_plan(_load(plan), storage, worker_id, device, log=log_line)
         echo(f"worker {worker_id}: followed {len(joined)} phase(s): {', '.join(joined) or 'none'}")
         return
     limit = seconds(timeout)
     supervised = tie_to_supervisor()   # from study run: stops when it is gone; by hand: tied to nothing
     spec = checked_spec(spec_path, storage, device, warn=not supervised)   # study run has warned already
-    ran = run_worker(spec, storage, worker_id, n_trials, limit, device, log=lambda m: echo(m))
-    echo(f"worker {worker_id}: ran {ran} trial(s); budget spent")
+    spec = dataclasses.replace(spec, tracking=tracking_targets(spec.tracking, mlflow, wandb, tensorboard))
+    run_worker(spec, storage, worker_id, n_trials, limit, device, log=log_line)
 
 
 @app.command()
-def studies(storage: Storage = None, as_json: Json = False,
+def studies(storage: Storage = None, fmt: Format = "table", as_json: Json = False,
             builtin: bool = typer.Option(False, "--builtin", help="List the studies shipped with facesearch.")) -> None:
     """List the studies in a storage with their trial counts and best EER (or the built-in ones)."""
     from ..storage import open_storage
-    from ..view.status import builtin_json, builtin_table, console, studies_json, studies_table
+    from ..view.output import emit, output_format
+    from ..view.status import builtin_json, builtin_table, studies_json, studies_table
 
+    fmt = output_format(fmt, as_json)
     if builtin:
-        if as_json:
-            echo(json.dumps(builtin_json(), indent=2))
-        else:
-            console().print(builtin_table())
+        emit(fmt, builtin_json(), builtin_table)
         return
     store = open_storage(storage, create=False)
-    if as_json:
-        echo(json.dumps(studies_json(store), indent=2))
-    else:
-        console().print(studies_table(store))
+    records = studies_json(store)
+    emit(fmt, records, lambda: studies_table(store),
+         rows=[{k: v for k, v in r.items() if k != "counts"} | r["counts"] for r in records])
 
 
 @study_app.command("status")
@@ -123,26 +146,38 @@ def study_status(
     name: str = typer.Argument(..., help="Study name."),
     storage: Storage = None,
     last: Optional[int] = typer.Option(None, help="Show only the last N trials."),
+    fmt: Format = "table",
     as_json: Json = False,
 ) -> None:
     """A table of the study's trials (state, EER, params, parameter count, time and its estimate, prune
-    reason), the time left, GPU-hours spent and left under a budget, and successive-halving rungs."""
-    from ..record import stored_spec
-    from ..storage import load_study, open_storage
-    from ..view.rungs import rung_rows, rungs_table
-    from ..view.status import console as make_console, status_json, summary_line, trials_table
+    reason), the time left, GPU-hours spent and left under a budget, successive-halving rungs, and the Slurm
+    jobs running trials."""
+    from rich.console import Group
+    from rich.text import Text
 
+    from ..record import stored_spec
+    from ..run.slurm import jobs_line, running_jobs
+    from ..storage import load_study, open_storage
+    from ..view.output import emit, output_format
+    from ..view.rungs import rung_rows, rungs_table
+    from ..view.status import status_json, summary_line, trials_table
+
+    fmt = output_format(fmt, as_json)
     study = load_study(name, open_storage(storage, create=False), storage)
-    n_trials = stored_spec(study).get("n_trials")
-    if as_json:
-        echo(json.dumps(status_json(study, n_trials, last), indent=2))
-        return
-    console = make_console()
-    console.print(trials_table(study, limit=last))
-    console.print(summary_line(study, n_trials, stored_spec(study).get("hours")))
     spec = stored_spec(study)
-    if rows := rung_rows(study, spec.get("pruner") or {}, spec.get("epochs")):
-        console.print(rungs_table(rows, f"rungs of the {spec['pruner']['name']} pruner (epochs)"))
+    n_trials = spec.get("n_trials")
+    trials = study.get_trials(deepcopy=False)
+    record = {**status_json(study, n_trials, last), "slurm_jobs": {str(n): j for n, j in running_jobs(trials).items()}}
+
+    def table():
+        parts = [trials_table(study, limit=last), Text.from_markup(summary_line(study, n_trials, spec.get("hours")))]
+        if rows := rung_rows(study, spec.get("pruner") or {}, spec.get("epochs")):
+            parts.append(rungs_table(rows, f"rungs of the {spec['pruner']['name']} pruner (epochs)"))
+        if line := jobs_line(trials):
+            parts.append(Text(line))
+        return Group(*parts)
+
+    emit(fmt, record, table, rows=record["trials"])
 
 
 @study_app.command("init")
@@ -196,14 +231,13 @@ def study_delete(
 @app.command()
 def best(name: str = typer.Argument(..., help="Study name."), storage: Storage = None,
          top: int = typer.Option(5, min=1, help="Top trials to list and compare with the best."),
-         as_json: Json = False) -> None:
+         fmt: Format = "table", as_json: Json = False) -> None:
     """The top trials with 95% intervals; marks those the val list cannot tell from the best."""
     from ..storage import load_study, open_storage
     from ..view.best import best_json, best_view
-    from ..view.status import console
+    from ..view.output import emit, output_format
 
+    fmt = output_format(fmt, as_json)
     study = load_study(name, open_storage(storage, create=False), storage)
-    if as_json:
-        echo(json.dumps(best_json(study, top), indent=2))
-    else:
-        console().print(best_view(study, top))
+    record = best_json(study, top)
+    emit(fmt, record, lambda: best_view(study, top), rows=record["top"])

@@ -7,16 +7,20 @@ from typing import Optional
 
 import typer
 
-from .common import Device, app, echo
+from .common import TRAINING, Device, Format, Json, Mlflow, Tensorboard, Wandb, app, echo, tracking_targets
+from .help import config_fields_epilog, env_epilog
 
 
-@app.command()
+@app.command(epilog=config_fields_epilog() + "\n\n" + env_epilog(*TRAINING))
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML of TrainConfig fields."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a field: key=value (repeatable)."),
     initial_model: Optional[Path] = typer.Option(None, help="Start from these weights (mismatched keys skipped)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in run_dir even under another "
                                 "config (without run_dir: the newest run in runs/train)."),
+    mlflow: Mlflow = None,
+    wandb: Wandb = None,
+    tensorboard: Tensorboard = None,
 ) -> None:
     """Train one model (ResNet18 + softmax + Adam + StepLR unless told otherwise); each run in a new folder
     under runs/train unless run_dir names one."""
@@ -26,8 +30,21 @@ def train(
     cfg = TrainConfig.from_file(config, set_) if config else TrainConfig().override(set_)
     if initial_model:
         cfg = cfg.replace(initial_model=str(initial_model))
+    targets = tracking_targets({}, mlflow, wandb, tensorboard)   # a target that cannot work: said before training
     cfg = prepare_run(cfg, _names_run_dir(config, set_), resume)
-    result = fit(cfg, progress=sys.stderr.isatty())
+    if targets:
+        from ..run.tracked import tracked_fit
+        from ..track import RunInfo, open_tracking
+
+        tracking = open_tracking(targets, Path(cfg.run_dir).parent, lambda m: typer.echo(m, err=True))
+        run = RunInfo(name=Path(cfg.run_dir).name, run_dir=Path(cfg.run_dir), kind="train", config=cfg.to_dict())
+        try:
+            result = tracked_fit(cfg, tracking, run, lambda r: [Path(r.run_dir) / "config.json"],
+                                 progress=sys.stderr.isatty())
+        finally:
+            tracking.close()
+    else:
+        result = fit(cfg, progress=sys.stderr.isatty())
     echo(f"best val EER {result.best_val_eer:.2f}% at epoch {result.best_epoch}; "
          f"{result.params:,} parameters; {result.seconds:.0f}s on {result.device}; run folder {result.run_dir}")
 
@@ -75,15 +92,17 @@ def score(
 def params(
     n_out: str = typer.Option("512", help="Embedding sizes, comma-separated."),
     cap: str = typer.Option("11.5M", help="Parameter cap, e.g. 11.5M or 11500000."),
+    fmt: Format = "table",
+    as_json: Json = False,
 ) -> None:
     """Parameter count of every registered architecture against the cap (meta device, no memory)."""
-    from rich.console import Console
-
     from facenet.models import param_table
 
     from ..spec import parse_count
+    from ..view.output import emit, output_format
     from ..view.status import params_table
 
+    fmt = output_format(fmt, as_json)
     limit = parse_count(cap)
     rows = param_table(tuple(int(n) for n in n_out.split(",")), limit)
-    Console(width=120).print(params_table(rows, limit))
+    emit(fmt, rows, lambda: params_table(rows, limit))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,14 +309,35 @@ def plan_table(phases: list[Phase], hours: float, gpus: int, device: str):
     return table
 
 
+def plan_json(phases: list[Phase], hours: float, gpus: int, device: str, changes: list[str]) -> dict:
+    """The plan as ``--format json`` prints it: a record per phase (hours as numbers), the totals, the fit."""
+    rows, running = [], 0.0
+    for p in phases:
+        running += p.seconds()
+        rows.append({"phase": p.name, "from": p.spec.from_.study if p.spec.from_ else None,
+                     "top": p.spec.from_.top if p.spec.from_ else None, "trials": p.trials, "epochs": p.epochs(),
+                     "resolution": p.shown("resolution"), "identities": p.shown("max_identities"),
+                     "gpu_hours": p.seconds() / 3600, "wall_hours": p.wall_seconds(gpus) / 3600,
+                     "cumulative_gpu_hours": running / 3600,
+                     "approximate": any(q.approximate for q in p.points)})
+    total = total_seconds(phases)
+    return {"device": device, "gpus": gpus, "budget_hours": hours, "phases": rows, "gpu_hours": total / 3600,
+            "wall_hours": sum(p.wall_seconds(gpus) for p in phases) / 3600, "fits": total <= hours * 3600,
+            "fit_changes": changes}
+
+
 def run_plan(paths: list[Path], hours: float, gpus: int, table: CalibrationTable, device: str | None,
-             sizes: DataSizes, fit: bool, echo) -> None:
-    """Print the plan; over budget, raise ``PlanOverBudget`` (exit 2) unless ``fit`` scales it to fit."""
-    from rich.console import Console
+             sizes: DataSizes, fit: bool, echo, fmt: str = "table") -> None:
+    """Print the plan (``fmt``: search.view.output); over budget, raise ``PlanOverBudget`` (exit 2) unless ``fit``
+    scales it to fit."""
+    from ..view.output import emit
 
     phases, device = build_plan(paths, table, device, sizes)
     changes = fit_plan(phases, hours) if fit else []
-    Console(width=160).print(plan_table(phases, hours, gpus, device))
+    record = plan_json(phases, hours, gpus, device, changes)
+    emit(fmt, record, lambda: plan_table(phases, hours, gpus, device), rows=record["phases"])
+    if fmt != "table":
+        echo = _to_stderr   # stdout holds the record alone
     if any(q.approximate for p in phases for q in p.points):
         echo("~ some points priced from the nearest calibrated resolution / batch of the same network")
     echo("trials priced as if none were pruned: pruning only makes a phase cheaper")
@@ -326,3 +348,7 @@ def run_plan(paths: list[Path], hours: float, gpus: int, table: CalibrationTable
         over = hours_text(total - hours * 3600)
         raise PlanOverBudget(f"the plan needs {hours_text(total)} GPU-hours, {over} over the {hours:g}-hour "
                              f"budget; lower trials or fidelity, or rerun with --fit")
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)

@@ -22,6 +22,7 @@ from facenet.preflight import check_data, check_run
 from ..run.folders import known_folder
 from ..record import RETRAIN, RETRAINS, TrialRecord, best_trial
 from ..storage import StorageError
+from ..track import EpochMetrics, RunEnd, RunInfo, Tracking
 from ..view.figures import roc_det_figs, save_png
 from ..view.noise import rank_top, within_noise_of_best
 
@@ -50,10 +51,38 @@ def resolve_set(name: str, train_path: str) -> str:
 def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, resolution: int | None = None,
             finetune_on: str | None = None, finetune_epochs: int | None = None, device: str = "auto",
             log: Callable[[str], None] = print, progress: bool = False, artifacts: Path | None = None,
-            number: int | None = None) -> dict:
+            number: int | None = None, tracking: Tracking | None = None) -> dict:
     """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked;
-    record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there."""
+    record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there.
+    ``tracking``: the run, its epochs, its files (model, scores, figures) go to those backends too."""
+    tracking = tracking or Tracking([])
     trial, config = best_config(study, number)
+    name = f"retrain-{trial.number:04d}"
+    run = RunInfo(name=name, run_dir=known_folder(runs_root, study) / name, study=study.study_name,
+                  number=trial.number, kind="retrain", params=dict(trial.params), config=config.to_dict())
+    started: list[bool] = []
+    try:
+        record = _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, finetune_epochs, device,
+                          log, progress, artifacts, tracking, run, started)
+    except BaseException as e:
+        if started:   # not for a check that failed before training
+            tracking.run_end(run, RunEnd("FAIL", reason=f"{type(e).__name__}: {e}"[:500]))
+        raise
+    folder = Path(record["run_dir"])
+    tracking.artifacts(run, [folder / n for n in ("best.pt", "config.json", "retrain.json", "val_scores.txt",
+                                                  "roc_det.html", "roc.png", "det.png")])
+    tracking.run_end(run, RunEnd("COMPLETE", record["val_eer"], tuple(record["val_eer_ci"]), record["params"],
+                                 best_epoch=record["best_epoch"]))
+    return record
+
+
+def _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, finetune_epochs, device, log, progress,
+             artifacts, tracking, tracked, started) -> dict:
+    done = [0]   # epochs before this fit (pre-training), so fine-tuning steps follow on
+
+    def on_epoch(r) -> None:
+        tracking.epoch(tracked, EpochMetrics(done[0] + r.epoch, r.loss, r.val_eer, r.lr, r.images_per_s))
+
     base = known_folder(runs_root, study) / f"retrain-{trial.number:04d}"   # this study's, not a namesake's
     changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
     if epochs:
@@ -67,13 +96,16 @@ def retrain(study: optuna.Study, runs_root: Path, epochs: int | None = None, res
         check_data(config.replace(train_path=finetune_set))
     log(f"retraining trial {trial.number} (val EER {trial.value:.2f}% in the search) for {config.epochs} epochs "
         f"at {config.resolution}px into {config.run_dir}")
-    result = fit(config, log=log, progress=progress)
+    tracking.run_start(tracked)
+    started.append(True)
+    result = fit(config, log=log, progress=progress, on_epoch=on_epoch)
+    done[0] = config.epochs
     if finetune_on:
         config = config.replace(train_path=finetune_set,
                                 initial_model=str(Path(result.run_dir) / "best.pt"), run_dir=str(base / "finetune"),
                                 epochs=finetune_epochs or config.epochs)
         log(f"fine-tuning on {config.train_path} for {config.epochs} epochs")
-        result = fit(config, log=log, progress=progress)
+        result = fit(config, log=log, progress=progress, on_epoch=on_epoch)
 
     from facenet.eval.scoring import score_pairs
 

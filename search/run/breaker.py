@@ -16,7 +16,7 @@ from facenet.errors import UserError
 from ..record import TrialRecord
 
 REPEATS = 3          # the same fail reason this many times in a row (in one worker) stops it
-DATABASE_MODULES = ("sqlalchemy", "psycopg", "psycopg2", "pymysql")   # whose errors are the storage's
+DATABASE_MODULES = ("sqlalchemy", "psycopg", "psycopg2", "pymysql", "grpc")   # whose errors are the storage's
 
 
 class StudyStopped(UserError):

@@ -44,7 +44,7 @@ def run_study(spec: StudySpec, spec_path: Path, url: str | None, workers: int, g
         workers = len(gpus)
     study = prepare_study(spec, open_storage(url))
     settle(study)
-    from ..view.trial_log import log_line
+    from ..logline import log_line
 
     log = console.log if live else log_line
     sup = Supervisor(spec, spec_path, url, workers, gpus, n_trials, timeout, log=log)

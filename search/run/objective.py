@@ -21,16 +21,31 @@ from facenet.runnable import check_runnable
 from facenet.train import BEST_VAL_SCORES, EpochResult
 
 from .. import record as rec
+from ..logline import epoch_line
 from ..record import origin_number
 from ..spec import StudySpec, suggest
+from ..track import EpochMetrics, RunInfo, Tracking, open_tracking
 from .folders import foreign_checkpoint, study_folder, trial_dir
+from .tracked import study_settings, trial_end, trial_run
 
 
 class Objective:
+    """One trial of ``spec``: ``study.optimize(Objective(spec), n_trials=...)``; returns the best val EER (%).
+
+    The spec's ``tracking:`` backends get every trial (off the training thread); ``close()`` (or ``with``)
+    sends what is left when done::
+
+        from search import Objective, load_spec
+        with Objective(load_spec("studies/quickstart.yaml"), runs_root="runs") as objective:
+            study.optimize(objective, n_trials=4)
+    """
+
     def __init__(self, spec: StudySpec, runs_root: str | Path = "runs", device: str = "auto",
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, tracking: Tracking | None = None):
         self.spec, self.runs_root, self.device, self.log = spec, Path(runs_root), device, log
         self._folders: dict[str, Path] = {}   # study name -> its run folder (keyed by the study's stamp)
+        self.tracking = tracking if tracking is not None else open_tracking(spec.tracking, self.runs_root, log)
+        self.tracking.study_start(spec.name, spec.description, study_settings(spec))
 
     def folder_of(self, trial: optuna.trial.BaseTrial) -> Path:
         study = getattr(trial, "study", None)
@@ -39,6 +54,16 @@ class Objective:
         if study.study_name not in self._folders:
             self._folders[study.study_name] = study_folder(self.runs_root, study)
         return self._folders[study.study_name]
+
+    def close(self, wait: float = 60.0) -> None:
+        """Send the tracking events still queued (waits for slow backends, ``wait`` seconds at most)."""
+        self.tracking.close(wait)
+
+    def __enter__(self) -> "Objective":
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        self.close(60.0 if kind is None else 10.0)   # stopping on an error or a signal: do not linger
 
     def config_for(self, trial: optuna.trial.BaseTrial):
         params = suggest(trial, self.spec.space, self.spec.fixed)
@@ -49,6 +74,19 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.config_for(trial)
+        if not self.tracking:
+            return self._train(trial, config, None)
+        run = trial_run(self.spec, trial, config)
+        self.tracking.run_start(run)
+        try:
+            value = self._train(trial, config, run)
+        except BaseException as e:   # pruned, failed or interrupted: the backends get the state and why
+            self.tracking.run_end(run, trial_end(trial, e, None))
+            raise
+        self.tracking.run_end(run, trial_end(trial, None, value))
+        return value
+
+    def _train(self, trial: optuna.Trial, config, run: RunInfo | None) -> float:
         trial.set_user_attr(rec.CONFIG, config.to_dict())
         self._check_feasible(trial, config)
 
@@ -59,18 +97,30 @@ class Objective:
             history.append({k: getattr(r, k) for k in ("epoch", "loss", "val_eer", "lr", "seconds")})
             trial.report(r.val_eer, r.epoch)
             trial.set_user_attr(rec.HISTORY, history)
-            if trial.should_prune():
+            if not r.replayed:   # the epochs this process trains: a log shows a resumed trial going on
+                self.log(epoch_line(trial.number, r.epoch, r.epochs, r.loss, r.val_eer, r.lr, r.images_per_s,
+                                    r.seconds))
+            if run is not None:
+                self.tracking.epoch(run, EpochMetrics(r.epoch, r.loss, r.val_eer, r.lr, r.images_per_s))
+            # asked at every epoch so the rung pruners record the rung; a trial that trained its full
+            # budget completes whatever the rule says (pruning it then saves nothing and loses its result)
+            if trial.should_prune() and r.epoch < config.epochs:
                 rule = self.spec.pruner["name"]
                 keep_interval(trial, config.run_dir)
                 self._prune(trial, rule, f"{rule} rule at epoch {r.epoch}: val EER {r.val_eer:.2f}%")
 
         prefix = f"[trial {trial.number}]"
+
+        def fit_log(message: str) -> None:
+            if not message.startswith("epoch "):   # on_epoch writes those, with fields for the JSON format
+                self.log(f"{prefix} {message}")
+
         if config.resume and (refusal := foreign_checkpoint(config)):
             self._fail(trial, refusal)   # this trial's own failure: the circuit breaker does not stop the study
         if config.resume and (Path(config.run_dir) / "last.pt").exists():
             trial.set_user_attr(rec.RESUMED, f"from the checkpoint in {config.run_dir}")
         try:
-            result = fit(config, on_epoch=on_epoch, log=lambda m: self.log(f"{prefix} {m}"))
+            result = fit(config, on_epoch=on_epoch, log=fit_log)
         except optuna.TrialPruned:
             raise
         except NonFiniteLoss as e:

@@ -16,17 +16,19 @@ from optuna.trial import TrialState
 
 from facenet.devices import worker_gpu_env
 
-from ..record import INTERRUPTED, WORKER
+from ..record import WORKER
 from ..spec import StudySpec
 from ..storage import runs_root, storage_url
+from ..track.registry import target_flags
 from .breaker import REPEATS, StudyStopped
-from .recovery import fail_with_reason, recover_dead_trials
+from .recovery import STOP_SIGNALS, interrupt, recover_dead_trials
 from .study import finished, finished_or_running
 from .tether import tether_env
 
 
 class _Terminated(BaseException):
-    """SIGTERM to the supervisor (``timeout``, ``scancel``, a Kubernetes stop): forwarded to its workers."""
+    """SIGTERM (``timeout``, ``scancel``, a Kubernetes stop) or a walltime warning (SIGUSR1/2) to the
+    supervisor: its workers are stopped (each queues its trial again)."""
 
 
 class Supervisor:
@@ -58,7 +60,7 @@ class Supervisor:
         n = [] if self.n_trials is None else ["--n-trials", str(self.n_trials)]
         # -P: a search.py (or facenet/) in the working folder must not shadow the package
         cmd = [sys.executable, "-P", "-m", "search.cli", "worker", str(self.spec_path), "--storage", self.url,
-               "--worker-id", str(worker_id), *n, *timeout]
+               "--worker-id", str(worker_id), *n, *timeout, *target_flags(self.spec.tracking)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"worker-{worker_id}.log", "a")
         self.procs[slot] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -71,11 +73,14 @@ class Supervisor:
         """Run the workers to the end: 0, or 128 + the signal that stopped it; ``StudyStopped`` when a
         worker stopped the study (the others are stopped first)."""
         def terminate(signum, _frame):
-            signal.signal(signum, signal.SIG_IGN)   # a second SIGTERM must not cut the stop short
+            for s in previous:   # a second signal must not cut the stop short
+                signal.signal(s, signal.SIG_IGN)
             raise _Terminated(signal.Signals(signum).name)
 
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, terminate) if main else None
+        # SIGTERM, and the walltime warnings (sbatch --signal=B:USR1@T reaches the batch shell's study run)
+        stops = [s for s in STOP_SIGNALS if s != signal.SIGINT]   # SIGINT: KeyboardInterrupt, below
+        previous = {s: signal.signal(s, terminate) for s in stops} if main else {}
         try:
             for slot in range(self.workers):
                 self.spawn(slot)
@@ -88,13 +93,13 @@ class Supervisor:
             return 128 + signal.SIGINT
         except _Terminated as e:
             self.stop(study, str(e))
-            return 128 + signal.SIGTERM
+            return 128 + signal.Signals[str(e)]
         except StudyStopped:
             self.stop(study, "study stopped")
             raise
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
         return 0
 
     def budget_spent(self, study: optuna.Study) -> bool:
@@ -148,5 +153,5 @@ class Supervisor:
         pids = {p.pid for p in self.procs.values()}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(WORKER, "").rpartition(":")[2] in {str(p) for p in pids}:
-                fail_with_reason(study, t, f"{INTERRUPTED} by {why}")
+                interrupt(study, t, why, self.log)
         self.procs.clear()

@@ -1,8 +1,9 @@
 """One worker process: runs trials of one study until the shared budget is spent.
 
 ``run_worker`` is what ``facesearch worker`` runs on any machine that reaches the storage (and what
-``facesearch study run`` starts N of locally). SIGTERM / SIGINT fail the running trial with the
-reason, so it resumes on the next run.
+``facesearch study run`` starts N of locally). SIGTERM, SIGINT and the walltime warnings (SIGUSR1,
+SIGUSR2) fail the running trial with the reason and queue it again, on any storage, so the next worker
+resumes it from its checkpoint.
 """
 from __future__ import annotations
 
@@ -19,21 +20,24 @@ from optuna.trial import TrialState
 from facenet.errors import UserError
 
 from ..cost.budget import CostGuard
-from ..record import FAIL_REASON, INTERRUPTED, NOT_RUN, WORKER
+from ..logline import Line
+from ..record import FAIL_REASON, NOT_RUN, SLURM_JOB, WORKER
 from ..spec import StudySpec, build_pruner, build_sampler
 from ..spec.schema import DEFAULT_MAX_FAILURES
 from ..storage import open_storage, runs_root
 from .breaker import CircuitBreaker, StudyStopped, is_storage_error
 from .objective import Objective, StudyCannotRun, TrialFailed
-from .recovery import fail_with_reason, settle
-from .study import BudgetSpent, finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
+from .recovery import STOP_SIGNALS, interrupt, settle
+from .slurm import slurm_job
+from ..view.trial_log import trial_line
+from .study import FINISHED, BudgetSpent, finished, finished_or_running, over_budget, prepare_study, prune_checkpoints
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 POLL = 2.0   # seconds between looks at trials running elsewhere
 
 
 class _Interrupted(BaseException):
-    """SIGTERM / SIGINT inside a worker; BaseException so the objective cannot swallow it."""
+    """A stop signal (``recovery.STOP_SIGNALS``) inside a worker; BaseException so the objective cannot swallow it."""
 
 
 def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_trials: int | None = None,
@@ -46,13 +50,48 @@ def run_worker(spec: StudySpec, url: str | None = None, worker_id: int = 0, n_tr
     study = optuna.load_study(study_name=spec.name, storage=storage, sampler=build_sampler(spec, offset),
                               pruner=build_pruner(spec))
     timeout = timeout if timeout is not None else spec.timeout
+    n_trials = n_trials if n_trials is not None else spec.n_trials
     runs = runs_root(url)
-    objective = Objective(spec, runs, device, log)
-    return optimize_until(study, objective, n_trials if n_trials is not None else spec.n_trials,
-                          time.time() + timeout if timeout else None, log,
-                          after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
-                          breaker=CircuitBreaker(study, spec.max_failures),
-                          before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
+    job = slurm_job()
+    log(Line(f"worker {worker_id} started: study {spec.name}, budget {n_trials or 'unbounded'} trial(s), on "
+             f"{worker_name()}" + (f", Slurm job {job}" if job else ""),
+             event="start", worker=worker_id, study=spec.name, n_trials=n_trials, host=worker_name(), slurm_job=job))
+    why = "budget spent"
+    try:
+        with Objective(spec, runs, device, log) as objective:   # closing sends the tracking events still queued
+            return optimize_until(study, objective, n_trials, time.time() + timeout if timeout else None, log,
+                                  after_trial=lambda: prune_checkpoints(study, runs, spec.keep_checkpoints),
+                                  breaker=CircuitBreaker(study, spec.max_failures),
+                                  before_trial=CostGuard.for_worker(spec, study, storage, objective.config_for, log))
+    except SystemExit as e:
+        why = f"stopped by a signal (exit status {e.code})"
+        raise
+    except BaseException as e:
+        why = f"stopped: {e}"
+        raise
+    finally:
+        log_exit(study, worker_id, n_trials, why, log)
+
+
+def worker_name() -> str:
+    """``host:pid``, kept on each trial this process runs (how recovery tells a dead worker's trial)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def log_exit(study: optuna.Study, worker_id: int, n_trials: int | None, why: str, log: Callable[[str], None]) -> None:
+    """The exit line (why, trials run here) and a closing summary of the whole study."""
+    from ..view.status import summary_line
+
+    try:
+        trials = study.get_trials(deepcopy=False)
+    except Exception as e:   # the storage went away: say so rather than hide the exit line behind a traceback
+        log(Line(f"worker {worker_id} exiting: {why}; storage unreachable ({type(e).__name__})", event="exit",
+                 worker=worker_id, reason=why))
+        return
+    ran = sum(t.user_attrs.get(WORKER) == worker_name() and t.state in FINISHED for t in trials)
+    log(Line(f"worker {worker_id} exiting: {why}; ran {ran} trial(s)", event="exit", worker=worker_id,
+             reason=why, ran=ran))
+    log(Line(f"summary: {summary_line(study, n_trials)}", event="summary", study=study.study_name))
 
 
 def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
@@ -65,17 +104,20 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     Each trial records the process running it, so a supervisor (or a later worker on this
     host) can tell a dead worker's trial from a live one. ``before_trial`` sees each new
     trial first (the cost estimate and GPU-hour budget) and may raise ``BudgetSpent`` to stop.
-    SIGTERM / SIGINT fail the running trial with the reason (it resumes on the next run) and exit
-    with status 130. ``breaker`` stops the worker (``StudyStopped``) on a failure that is not the
+    A stop signal fails the running trial with the reason, queues it again (its retry resumes the
+    checkpoint) and exits with status 130. ``breaker`` stops the worker (``StudyStopped``) on a failure that is not the
     configuration's own or too many failures.
     """
-    me = f"{socket.gethostname()}:{os.getpid()}"
+    me = worker_name()
+    job = slurm_job()
     breaker = breaker or CircuitBreaker(study, DEFAULT_MAX_FAILURES)
     current: list[int] = []
     gc.freeze()   # torch's and optuna's import-time objects: gc_after_trial would rescan them every trial
 
     def owned(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, me)
+        if job:
+            trial.set_user_attr(SLURM_JOB, job)
         current[:] = [trial.number]
         if n_trials is not None and over_budget(study, trial.number, n_trials):
             trial.set_user_attr(FAIL_REASON, f"{NOT_RUN} when this trial started (not run)")
@@ -98,7 +140,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
             signal.signal(s, signal.SIG_IGN)
         raise _Interrupted(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     ran = 0
     try:
         while deadline is None or time.time() < deadline:
@@ -115,6 +157,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
             except BudgetSpent:
                 break
             ran += 1
+            log(trial_line(study.get_trials(deepcopy=False)[current[0]]))
             breaker.after(current[0])
             after_trial()
     except StudyCannotRun as e:
@@ -128,8 +171,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
     except _Interrupted as e:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(WORKER) == me:
-                fail_with_reason(study, t, f"{INTERRUPTED} by {e}")
-                log(f"trial {t.number}: interrupted by {e}; marked failed (resumes on the next run)")
+                interrupt(study, t, str(e), log)
         raise SystemExit(130)
     finally:
         for sig, handler in previous.items():

@@ -22,9 +22,10 @@ from .reader import SCALARS, Reader, expand, kind_of, read_yaml
 from .schema import (DATA_FIELDS, DEFAULT_CAP, DEFAULT_MAX_FAILURES, DependencyCycle, FromSpec, ParamSpec,
                      SpecError, StudySpec, dependency_order, on_step)
 from .units import parse_duration, parse_count
+from ..track.registry import TrackingError, parse_targets
 
 TOP_KEYS = ("name", "description", "data", "fixed", "space", "sampler", "pruner", "constraint", "budget",
-            "enqueue", "from", "keep_checkpoints")
+            "enqueue", "from", "keep_checkpoints", "tracking")
 PARAM_KEYS = {"float": ("type", "low", "high", "step", "log", "when"),
               "int": ("type", "low", "high", "step", "log", "when"),
               "categorical": ("type", "choices", "when")}
@@ -216,6 +217,14 @@ def _parse_cap(r: Reader, raw: Any) -> int:
         r.fail("constraint.param_cap", str(e))
 
 
+def _parse_tracking(r: Reader, raw: Any) -> dict[str, str]:
+    """``tracking: {mlflow: URI, wandb: PROJECT, tensorboard: DIR}``, any subset (search.track.BACKENDS)."""
+    try:
+        return parse_targets(raw)
+    except TrackingError as e:
+        r.fail("", str(e))
+
+
 def _parse_enqueue(r: Reader, raw: Any) -> list[dict[str, Any]]:
     points = r.expect([] if raw is None else raw, "enqueue", "a list")
     for i, point in enumerate(points):
@@ -295,6 +304,7 @@ def parse_spec(raw: Any, source: str | Path | None = None) -> StudySpec:
         n_trials=n_trials if n_trials is not None or from_ is None else from_.top,   # a promotion: its top k
         epochs=epochs if epochs is not None else fixed.get("epochs"), enqueue=_parse_enqueue(r, raw.get("enqueue")),
         from_=from_, keep_checkpoints=r.int_at_least(raw.get("keep_checkpoints", 3), "keep_checkpoints", 0),
+        tracking=_parse_tracking(r, raw.get("tracking")),
         source=Path(source) if source is not None else None,
         signature=_signature(space, fixed, data, from_, written))
     pending = None if from_ and from_.params is None else set(from_.params if from_ else ())

@@ -153,6 +153,7 @@ class StudySpec:
     enqueue: list[dict[str, Any]] = field(default_factory=list)
     from_: FromSpec | None = None
     keep_checkpoints: int = 3
+    tracking: dict[str, str] = field(default_factory=dict)     # backend -> target (search.track.BACKENDS)
     source: Path | None = None
     inherited: dict[str, Any] = field(default_factory=dict)   # fields apply_from fixed (also in ``fixed``)
     promoted: tuple[Promotion, ...] = ()                      # from: {top: k}: queued as the study is made
@@ -178,7 +179,7 @@ class StudySpec:
             "space": {k: p.to_dict() for k, p in self.space.items()}, "sampler": self.sampler,
             "pruner": self.pruner, "param_cap": self.param_cap, "n_trials": self.n_trials, "timeout": self.timeout,
             "epochs": self.epochs, "max_failures": self.max_failures, "hours": self.hours, "enqueue": self.enqueue,
-            "keep_checkpoints": self.keep_checkpoints,
+            "keep_checkpoints": self.keep_checkpoints, "tracking": self.tracking,
             "from": dataclasses.asdict(self.from_) if self.from_ else None, "inherited": self.inherited,
             "promoted": [dataclasses.asdict(p) for p in self.promoted],
             "source": str(self.source) if self.source else None,

@@ -1,33 +1,29 @@
 """Progress for a log file (nohup, Slurm, Kubernetes, CI), where the live view cannot draw: one line per
-finished trial, with the time of day, flushed at once."""
+finished trial, dated and flushed at once (``search.logline``)."""
 from __future__ import annotations
-
-import sys
-import time
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ..logline import Line, log_line
 from ..record import TrialRecord
 from .status import fmt_params, state_of, trial_duration
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+__all__ = ["DONE", "TrialLog", "log_line", "trial_line"]
 
 
-def log_line(message: str) -> None:
-    """``HH:MM:SS message`` on stdout, flushed (a log file must not wait for a buffer to fill)."""
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stdout, flush=True)
-
-
-def trial_line(t: FrozenTrial) -> str:
+def trial_line(t: FrozenTrial) -> Line:
     """``trial 3 complete: val EER 12.34%; lr=0.001 width=0.25; 41s``; a pruned or failed one gives its
     reason (and the rule that pruned it) in place of the EER."""
     r = TrialRecord.of(t)
     done = t.state == TrialState.COMPLETE
     outcome = f"val EER {t.value:.2f}%" if done else r.reason or "no reason recorded"
     seconds = trial_duration(t)
-    return (f"trial {t.number} {state_of(t)}: {outcome}; {fmt_params(t.params)}"
-            + (f"; {seconds:.0f}s" if seconds is not None else ""))
+    return Line(f"trial {t.number} {state_of(t)}: {outcome}; {fmt_params(t.params)}"
+                + (f"; {seconds:.0f}s" if seconds is not None else ""),
+                event="trial", trial=t.number, state=state_of(t), value=t.value if done else None,
+                reason=None if done else r.reason, params=t.params, seconds=seconds)
 
 
 class TrialLog:

@@ -44,7 +44,8 @@ def test_json_outputs_parse_back_with_stable_keys(journal, monkeypatch):
     assert studies == [{"study": "phase", "trials": 4, "best_value": 7.5, "best_number": 1,
                         "counts": {"complete": 2, "pruned (cap)": 1, "failed": 1}}]
     status = json.loads(cli("study", "status", "phase", "--json").stdout)
-    assert set(status) == {"study", "n_trials", "counts", "best_number", "trials"}
+    assert set(status) == {"study", "n_trials", "counts", "best_number", "trials", "slurm_jobs"}
+    assert status["slurm_jobs"] == {}   # running trials under Slurm: none here
     assert [t["state"] for t in status["trials"]] == ["complete", "complete", "pruned", "fail"]
     assert status["trials"][2]["pruned_by"] == "cap" and status["trials"][3]["reason"] == "CUDA out of memory"
     best = json.loads(cli("best", "phase", "--json").stdout)
@@ -76,6 +77,15 @@ def test_data_synth_writes_to_out(tmp_path):
               "--size", "32")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "faces" / "val" / "val_pairs.csv").is_file()
+
+
+def test_data_synth_old_positional_form_still_works_with_a_notice(tmp_path):
+    out = cli("data", "synth", str(tmp_path / "faces"), "--identities", "12", "--images-per-identity", "4",
+              "--size", "32")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "faces" / "val" / "val_pairs.csv").is_file()
+    notice = [line for line in out.stderr.splitlines() if "--out" in line]
+    assert notice == [f"note: 'data synth DIR' is now 'data synth --out {tmp_path / 'faces'}'"]
 
 
 def test_builtin_studies_listed_and_run_by_name(synth_data, tmp_path, monkeypatch):

@@ -205,12 +205,13 @@ def test_study_run_in_a_folder_holding_search_py_logs_every_trial_to_a_file(data
     assert done.returncode == 0, text
     trials = trials_of(url, "logged")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3, "the workers did not run their trials"
-    assert re.search(r"^\d\d:\d\d:\d\d worker 0 started \(pid \d+\)$", text, re.M)
+    dated = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d "   # ISO date and time
+    assert re.search(dated + r"worker 0 started \(pid \d+\)$", text, re.M)
     for t in trials:
-        line = re.search(rf"^\d\d:\d\d:\d\d trial {t.number} complete: val EER {t.value:.2f}%; (.*); \d+s$", text, re.M)
+        line = re.search(dated + rf"trial {t.number} complete: val EER {t.value:.2f}%; (.*); \d+s$", text, re.M)
         assert line, f"no line for trial {t.number}"
         assert set(line.group(1).split()) == {f"width={t.params['width']:.3g}", f"lr={t.params['lr']:.3g}"}
-    assert re.search(r"^\d\d:\d\d:\d\d summary: complete 3; budget 3", text, re.M), "no closing summary"
+    assert re.search(dated + r"summary: complete 3; budget 3", text, re.M), "no closing summary"
 
 
 # ------------------------------------------------------------------ 6 + 7. infeasible points, the rule that pruned
@@ -271,7 +272,7 @@ def test_status_and_report_name_the_rule_that_pruned(tmp_path):
 
 
 # ------------------------------------------------------------------ 8. workers never outlive their supervisor
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGKILL], ids=["SIGTERM", "SIGUSR1", "SIGKILL"])
 def test_workers_stop_when_study_run_is_ended(data, tmp_path, sig):
     spec = write_spec(tmp_path / "s.yaml", data, "ended", n_trials=20, epochs=20)
     url = str(tmp_path / "s.journal")
@@ -297,11 +298,13 @@ def test_workers_stop_when_study_run_is_ended(data, tmp_path, sig):
     proc.wait(timeout=120)
     print(f"{sig.name}: workers gone {gone:.1f}s after the signal; study run exit {proc.returncode}")
     print(log.read_text())
-    assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else -signal.SIGKILL)
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig)
     trials = trials_of(url, "ended")
     assert not [t for t in trials if t.state == TrialState.RUNNING], "a trial was left RUNNING"
     stopped = [t for t in trials if t.state == TrialState.FAIL]
     assert len(stopped) == 2 and all(t.user_attrs["fail_reason"] == "interrupted by SIGTERM" for t in stopped)
+    queued = [t for t in trials if t.state == TrialState.WAITING]   # each queued again, once
+    assert sorted(t.user_attrs["retry_of"] for t in queued) == sorted(t.number for t in stopped)
 
 
 # ------------------------------------------------------------------ 9. train never mixes runs
