@@ -49,6 +49,12 @@ def scored(model, root: Path, split: str):
     return s, s.interval()
 
 
+def train_cap(identities: int) -> None:
+    """Every arm trains on at most this many identities: the val and test lists grow (tighter intervals)
+    while a trial's cost stays put."""
+    FIXED["max_identities"] = identities
+
+
 def arm_default(data: Path, tmp: Path, seed: int, epochs: int) -> dict:
     from facenet import TrainConfig, fit
 
@@ -85,7 +91,8 @@ def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> di
 
 def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    half = max(4, sum(1 for d in (data / "train1").iterdir() if d.is_dir()) // 2)
+    train = sum(1 for d in (data / "train1").iterdir() if d.is_dir())
+    half = max(4, min(train, FIXED.get("max_identities") or train) // 2)
     where = {"train": str(data / "train1"), "val": str(data / "val")}
     sampler = {"name": "tpe", "seed": seed, "n_startup_trials": 4}
     short = {"name": "tpe", "seed": seed, "n_startup_trials": 2}   # the tuning phase's floor is its start-up
@@ -144,12 +151,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--budget", type=float, default=200.0, help="B: CPU-seconds per arm (a, b, c each)")
     p.add_argument("--epochs", type=int, default=2, help="full-fidelity epochs (a's run, b's and c's trials)")
-    p.add_argument("--identities", type=int, default=400)
-    p.add_argument("--pairs", type=int, default=2000, help="val and test pairs each")
+    p.add_argument("--identities", type=int, default=2000, help="synthesised (10%% each go to val and test)")
+    p.add_argument("--train-identities", type=int, default=220, help="the most identities any arm trains on")
+    p.add_argument("--pairs", type=int, default=4000, help="val and test pairs each")
     p.add_argument("--json", default="", help="also write the rows to this file")
     a = parse(p, argv)
     if a.quick:
         a.seeds, a.budget, a.epochs, a.identities, a.pairs = 1, 60.0, 1, 40, 200
+    train_cap(a.train_identities)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads or 1))   # the plan's worker processes too
     rows = []
     with face_set(a.data, a.identities, 10, 32, val_pairs=a.pairs, test_pairs=a.pairs) as data, temp_dir() as tmp:

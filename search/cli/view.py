@@ -24,9 +24,10 @@ def report(
         raise StorageError("give a study name or --all (not both); list the studies with: facesearch studies")
     store = open_storage(storage, create=False)
     if every_study:
+        from ..plan.report import report_sections
         from ..view.analysis import write_analysis
 
-        path = write_analysis(store, out, storage)
+        path = write_analysis(store, out, storage, report_sections(store))
         echo(f"wrote {path} (figures, experiments.csv / experiments.md beside it)")
         return
     from ..view.report import write_report

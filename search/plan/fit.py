@@ -16,6 +16,15 @@
    fit, the plan is refused with the hours it needs at the least.
 5. What whole steps left over goes back, an epoch (else a trial) at a time, to the cut phases, heaviest weight
    first, while the plan fits.
+6. A budget with room to spare grows the phases at their written epochs: one trial at a time to the phase with
+   the fewest seconds per weight, while the plan fits, up to the phase's ``max_trials`` (else ``fit.max_growth``
+   x its written trials). A promotion (``from: {top: k}``) runs its k and a grid sampler its grid: never grown.
+   After each phase the re-plan counts what it measured and fits what remains again, so hours a phase left
+   unspent grow the phases after it, and an overrun is taken from them.
+7. A phase that may grow is bounded by its hours, not its count: it runs up to its most trials until its share
+   is spent (trials faster than their estimate buy more of them, also in the last phase). Any other phase runs
+   its trials under its share plus what the phases after it grew: a trial longer than its estimate is not
+   refused while the re-plan can take it back from that growth.
 """
 from __future__ import annotations
 
@@ -49,6 +58,8 @@ class PhaseFit:
     identities: int | None = None
     pace: float = 1.0                   # measured / estimated seconds of the phases run so far
     share_s: float = 0.0
+    cap_s: float | None = None          # the hours it runs under (rule 7)
+    limit: int | None = None            # the trials it may run (rule 7; None: its fitted trials)
     stuck: bool = False                 # at all its floors and still over its share
     done: dict[str, Any] | None = None  # a phase that ran: its state row (measured spend, trials)
 
@@ -77,6 +88,17 @@ class PhaseFit:
         if "epochs" in self.spec.space:
             return None
         return self.configs[0].epochs
+
+    def max_trials(self, rules: FitRules) -> int:
+        """What growing may reach: the plan's ``max_trials`` for it, else ``max_growth`` x its written trials."""
+        if (self.spec.from_ is not None and self.spec.from_.top) or self.spec.sampler["name"] == "grid":
+            return self.wanted_trials
+        most = self.entry.max_trials or math.floor(self.wanted_trials * rules.max_growth)
+        return max(self.wanted_trials, most)
+
+    def growth_s(self) -> float:
+        """Seconds its trials grew past the written ones (what an earlier phase's overrun may take back)."""
+        return max(0, self.phase.trials - self.wanted_trials) * self.phase.trial_seconds()
 
     def min_epochs(self, rules: FitRules) -> int:
         base = self.base_epochs() or 1
@@ -131,7 +153,9 @@ class PhaseFit:
     # ---------------------------------------------------------------- what the runner applies
     def overrides(self) -> dict[str, Any]:
         """The fitted knobs as spec changes (``state.fitted_raw`` writes them into the phase's YAML)."""
-        out: dict[str, Any] = {"n_trials": self.phase.trials, "hours": round(self.share_s / 3600, 6)}
+        cap = self.share_s if self.cap_s is None else self.cap_s
+        out: dict[str, Any] = {"n_trials": self.limit or self.phase.trials, "trials": self.phase.trials,
+                               "hours": round(cap / 3600, 6)}
         base = self.base_epochs()
         if base is not None and self.epochs() != base:
             out["epochs"] = self.epochs()
@@ -144,7 +168,8 @@ class PhaseFit:
     def changes(self) -> list[str]:
         lines = []
         if self.phase.trials != self.wanted_trials:
-            lines.append(f"trials {self.wanted_trials} -> {self.phase.trials}")
+            grown = " (grown into the budget's room)" if self.phase.trials > self.wanted_trials else ""
+            lines.append(f"trials {self.wanted_trials} -> {self.phase.trials}{grown}")
         if self.resolution is not None and self.resolution != self.configs[0].resolution:
             lines.append(f"resolution {self.configs[0].resolution} -> {self.resolution}")
         if self.identities is not None and self.identities != self.configs[0].max_identities:
@@ -276,7 +301,13 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
         if all(f.stuck or f.done for f in fits) and sum(f.cost() for f in fits) > budget + eps:
             break
     _grow(fits, budget)
+    _grow_trials(fits, budget, rules)
     _waterfill(fits, budget)
+    for i, f in enumerate(fits):
+        if f.max_trials(rules) > f.wanted_trials:   # may grow: its hours bound it
+            f.limit, f.cap_s = f.max_trials(rules), f.share_s
+        else:
+            f.cap_s = f.share_s + sum(g.growth_s() for g in fits[i + 1:] if not g.done and not g.stuck)
     need = out.total_s()
     if need > hours * 3600 + eps:
         raise OverBudgetFit(out, f"even at every phase's floor (fewest trials, lowest proxy fidelity, fewest epochs) "
@@ -306,6 +337,24 @@ def _grow(fits: list[PhaseFit], budget: float) -> None:
                 grown = True
             else:
                 f.phase.epoch_scale, f.phase.trials = scale, trials
+
+
+def _grow_trials(fits: list[PhaseFit], budget: float, rules: FitRules) -> None:
+    """Spend the room left: one trial at a time to the growable phase with the fewest seconds per weight, while
+    the plan fits; a phase whose next trial does not fit stops growing (a cheaper one may still)."""
+    total = sum(f.cost() for f in fits)
+    open_ = [f for f in fits if not f.done and not f.stuck and f.phase.trial_seconds() > 0
+             and (f.base_epochs() is None or f.epochs() >= f.base_epochs()) and f.phase.trials < f.max_trials(rules)]
+    while open_:
+        f = min(open_, key=lambda g: g.cost() / g.entry.weight)
+        each = f.phase.trial_seconds()
+        if total + each > budget:
+            open_.remove(f)
+            continue
+        f.phase.trials += 1
+        total += each
+        if f.phase.trials >= f.max_trials(rules):
+            open_.remove(f)
 
 
 def _cut_trials(f: PhaseFit) -> bool:

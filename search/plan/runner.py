@@ -29,6 +29,7 @@ from ..spec import StudySpec, load_spec, parse_spec
 from ..spec.reader import read_yaml
 from ..storage import open_storage, runs_root
 from .fit import OverBudgetFit, PhaseFit, PlanFit, finish_seconds, fit_plan, phase_fits
+from .report import publish_note
 from .schema import PlanSpec
 from .state import DONE, FINISHED, FINISHING, PENDING, RUNNING, PlanState, fitted_raw, now
 from .status import fit_table, phases_markdown, status_json
@@ -166,7 +167,7 @@ def make_fit(run: Run, table: CalibrationTable, label: str, sizes: DataSizes, ro
 
 
 def _apply(f: PhaseFit, overrides: dict, pricer) -> None:
-    f.phase.trials = overrides["n_trials"]
+    f.phase.trials = overrides.get("trials", overrides["n_trials"])   # fitted (n_trials: the most it may run)
     if "resolution" in overrides or "max_identities" in overrides:
         f.set_fidelity(pricer, overrides.get("resolution"), overrides.get("max_identities"))
     if "epochs" in overrides and f.base_epochs():
@@ -334,7 +335,11 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
         else:
             run.echo(f"phase {entry.name}: resuming")
         state.set(active=entry.name)
-        run.echo(f"phase {entry.name}: {row['overrides']['n_trials']} trial(s) under "
+        publish_note(state)
+        fitted = row["overrides"].get("trials", row["overrides"]["n_trials"])
+        most = row["overrides"]["n_trials"]
+        upto = f" (up to {most} while its hours last)" if most > fitted else ""
+        run.echo(f"phase {entry.name}: {fitted} trial(s){upto} under "
                  f"{row['overrides']['hours']:.3g} GPU-hours")
         study, code = run_phase(run, entry.name, row, console)
         if code:
@@ -352,6 +357,7 @@ def run_plan(run: Run, dry_run: bool = False, calibration: Path | None = None,
     started = time.time()
     finished = finish_plan(run, state)
     state.set(state=FINISHED, finish=finished, finish_s=time.time() - started, ended=now())
+    publish_note(state)
     return status_json(state.load())
 
 
@@ -360,6 +366,7 @@ def _store_fit(state: PlanState, fit: PlanFit) -> None:
         if not f.done and not f.stuck:
             state.set_phase(f.name, status=PENDING, overrides=f.overrides(), share_s=f.share_s,
                             estimate_s=f.cost())
+    publish_note(state)
 
 
 def _stored_state(run: Run) -> dict | None:
@@ -402,6 +409,7 @@ def finish_plan(run: Run, state: PlanState) -> dict:
     from ..finish.retrain import retrain
     from ..storage import artifact_dir, load_study
     from ..view.analysis import write_analysis
+    from .report import report_sections
 
     plan, url = run.plan, run.url
     storage = open_storage(url)
@@ -431,8 +439,8 @@ def finish_plan(run: Run, state: PlanState) -> dict:
             run.echo(f"no test list at {test}: set finish.test in the plan to score one")
     if f.report:
         report = out / "report"
-        write_analysis(storage, report, url)
         state.set(finish=result)
+        write_analysis(storage, report, url, report_sections(storage))
         (report / "phases.md").write_text(f"# plan {plan.name}\n\n" + phases_markdown(state.load()))
         result["report"] = str(report / "analysis.html")
     return result

@@ -7,7 +7,8 @@ hours: 60
 phases:
   - baseline                              # a study file beside this one, else the built-in study
   - {study: losses-proxy, weight: 2}      # weight: its share of the budget against the others' (default 1)
-fit: {min_resolution: 64, min_identities: 200, min_epochs: 0.3}
+  - {study: losses, max_trials: 12}       # the fit grows a phase to at most this many trials
+fit: {min_resolution: 64, min_identities: 200, min_epochs: 0.3, max_growth: 4}
 calibration: {share: 0.02}                # at most this share of the hours calibrates a new device
 finish: {study: augmentation, epochs: 10, finetune_on: train2, finetune_epochs: 5, test: PATH}
 ```
@@ -25,7 +26,7 @@ from ..spec.reader import Reader, expand, read_yaml
 from ..spec.units import parse_duration
 
 TOP_KEYS = ("name", "description", "hours", "phases", "fit", "calibration", "finish")
-FIT_KEYS = ("min_resolution", "min_identities", "min_epochs")
+FIT_KEYS = ("min_resolution", "min_identities", "min_epochs", "max_growth")
 FINISH_KEYS = ("study", "epochs", "finetune_on", "finetune_epochs", "test", "export", "report")
 
 
@@ -34,6 +35,7 @@ class PhaseEntry:
     name: str                 # the study's name (its spec's ``name:``)
     path: Path                # its spec file
     weight: float = 1.0
+    max_trials: int | None = None   # the most trials the fit grows it to (default: fit.max_growth x its own)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class FitRules:
     min_resolution: int = 64          # a proxy phase's resolution is cut to this at most
     min_identities: int = 200         # ... and its identities
     min_epochs: float = 0.3           # a phase keeps at least this share of its epochs (and 1)
+    max_growth: float = 4.0           # a budget with room grows a phase's trials to at most this x its own
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,12 @@ def _phases(r: Reader, raw: Any, folder: Path) -> tuple[PhaseEntry, ...]:
         path = f"phases[{i}]"
         if isinstance(item, str):
             item = {"study": item}
-        item = r.mapping(item, path, ("study", "weight"), required=("study",))
+        item = r.mapping(item, path, ("study", "weight", "max_trials"), required=("study",))
         study = r.expect(item["study"], f"{path}.study", "a string")
         weight = r.expect(item.get("weight", 1), f"{path}.weight", "a number")
         if weight <= 0:
             r.fail(f"{path}.weight", f"must be > 0, got {weight}")
+        most = None if item.get("max_trials") is None else r.int_at_least(item["max_trials"], f"{path}.max_trials")
         spec = load_spec(_phase_path(r, study, f"{path}.study", folder))
         if any(p.name == spec.name for p in out):
             r.fail(f"{path}.study", f"phase {spec.name!r} is listed twice")
@@ -115,7 +119,7 @@ def _phases(r: Reader, raw: Any, folder: Path) -> tuple[PhaseEntry, ...]:
         if earlier is not None and earlier in later:
             r.fail(f"{path}.study", f"{spec.name!r} takes from: {earlier!r}, which comes after it; list "
                                     f"{earlier!r} first")
-        out.append(PhaseEntry(spec.name, spec.source, float(weight)))
+        out.append(PhaseEntry(spec.name, spec.source, float(weight), most))
     return tuple(out)
 
 
@@ -145,6 +149,11 @@ def _fit(r: Reader, raw: Any) -> FitRules:
         if not 0 < value <= 1:
             r.fail("fit.min_epochs", f"a share of each phase's epochs in (0, 1], got {value}")
         values["min_epochs"] = float(value)
+    if "max_growth" in raw:
+        value = r.expect(raw["max_growth"], "fit.max_growth", "a number")
+        if not 1 <= value < float("inf"):
+            r.fail("fit.max_growth", f"a factor of each phase's own trials, at least 1 (1: never grow), got {value}")
+        values["max_growth"] = float(value)
     return FitRules(**{**rules.__dict__, **values})
 
 

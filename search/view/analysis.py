@@ -44,7 +44,9 @@ class Storage:
 
     def __init__(self, storage: optuna.storages.BaseStorage, url: str | None = None):
         self.url = url
-        names = optuna.get_all_study_names(storage)    # in creation order: the plan's phases in turn
+        # in creation order: the plan's phases in turn; a name no spec can take (':') holds facesearch's own
+        # state, no trials (a plan's progress: its own section, given by the caller)
+        names = [n for n in optuna.get_all_study_names(storage) if ":" not in n]
         self.studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
         self.contexts = [Context(s) for s in self.studies]
         self.names: dict[int, str] = {}    # trial id -> "study#number", for tables over several studies
@@ -194,12 +196,17 @@ QUESTIONS: list[tuple[str, str, Callable[[Storage], list[Part]]]] = [
 ]
 
 
-def write_analysis(storage: optuna.storages.BaseStorage, out: Path, url: str | None = None) -> Path:
-    """Write ``out/analysis.html`` over every study of ``storage``, with figures and the experiment record."""
+Section = tuple[str, str, Callable[[Storage], list[Part]]]   # anchor, title, its parts
+
+
+def write_analysis(storage: optuna.storages.BaseStorage, out: Path, url: str | None = None,
+                   first: Sequence[Section] = ()) -> Path:
+    """Write ``out/analysis.html`` over every study of ``storage``, with figures and the experiment record;
+    ``first``: sections shown before the studies (a plan's phases)."""
     db = Storage(storage, url)
     page = Page(out)
     table = write_experiments(db.studies, page.out)
-    sections = [*QUESTIONS, ("record", "Experiment record", _record(table))]
+    sections = [*first, *QUESTIONS, ("record", "Experiment record", _record(table))]
     nav = "".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in sections)
     where = html.escape(redact(storage_url(url)))
     studies = f"{len(db.studies)} stud{'y' if len(db.studies) == 1 else 'ies'}"
@@ -208,5 +215,5 @@ def write_analysis(storage: optuna.storages.BaseStorage, out: Path, url: str | N
              "resamples). Two choices <i>cannot be told apart</i> when the interval of their best trials' "
              f"difference contains 0.</p><nav>{nav}</nav>")
     for key, title, build in sections:
-        page.section(key, title, lambda: build(db))
+        page.section(key, title, lambda build=build: build(db))
     return page.write("analysis.html", "facesearch analysis")

@@ -29,8 +29,9 @@ LIMIT = 600   # seconds any one process may take on a loaded 2-core machine
 
 
 def write_plan(folder: Path, data: Path, name: str = "tiny", hours: float = 0.05, proxy_trials: int = 4,
-               train: str = "train1") -> Path:
-    """proxy (24 identities, 1 epoch) -> full (its top 2, every identity, 2 epochs) -> tune (scheduler)."""
+               train: str = "train1", growth: float = 1, entries: list | None = None) -> Path:
+    """proxy (24 identities, 1 epoch) -> full (its top 2, every identity, 2 epochs) -> tune (scheduler); phases
+    grow into spare hours only when ``growth`` > 1 (the suite's runs keep their written trials)."""
     folder.mkdir(parents=True, exist_ok=True)
     where = {"train": str(data / train), "val": str(data / "val")}
     phases = {
@@ -47,8 +48,8 @@ def write_plan(folder: Path, data: Path, name: str = "tiny", hours: float = 0.05
             "name": phase, "data": where, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
             **body}))
     plan = folder / f"{name}.yaml"
-    plan.write_text(yaml.safe_dump({"name": name, "hours": hours, "phases": list(phases),
-                                    "fit": {"min_resolution": 24, "min_identities": 12},
+    plan.write_text(yaml.safe_dump({"name": name, "hours": hours, "phases": entries or list(phases),
+                                    "fit": {"min_resolution": 24, "min_identities": 12, "max_growth": growth},
                                     "calibration": {"share": 0.2}, "finish": {"epochs": 1}}))
     return plan
 
@@ -214,3 +215,107 @@ def test_the_old_plan_form_still_prices_with_a_notice(ran):
     assert old.returncode == 0, old.stderr
     assert "notice: `facesearch plan FILES...` is now `facesearch plan price FILES...`" in old.stderr
     assert "plan on 1 x" in old.stdout
+
+
+def test_a_generous_budget_grows_the_phases_within_it(ran, tmp_path):
+    """Hours to spare: the sampled phases get more trials than written, up to max_growth x theirs or the plan's
+    max_trials; the promotion keeps its top k; the fitted total stays within the hours."""
+    data = Path(yaml.safe_load((ran["tmp"] / "proxy.yaml").read_text())["data"]["train"]).parent
+    roomy = write_plan(tmp_path / "roomy", data, name="roomy", growth=3,
+                       entries=["proxy", "full", {"study": "tune", "max_trials": 5}])
+    before = Path(ran["url"]).read_bytes()
+    done = cli("plan", "run", str(roomy), "--workers", "1", "--storage", ran["url"], "--dry-run", "--hours", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    grown = dict(line.removeprefix("fit: ").split(": ", 1) for line in done.stdout.splitlines()
+                 if line.startswith("fit: "))
+    assert set(grown) == {"proxy", "tune"}, done.stdout
+    assert grown["proxy"].startswith("trials 4 -> 12 ") and grown["tune"].startswith("trials 2 -> 5 ")
+    assert total_hours(done.stdout) <= 1
+    assert Path(ran["url"]).read_bytes() == before
+
+
+def test_hours_a_phase_left_unspent_roll_forward_to_the_phases_after_it(ran, tmp_path):
+    """The re-plan after the proxy phase, which spent a quarter of its share: the phases left share the budget
+    less what it spent (all of the saving, not only their first shares), and grow into it."""
+    from search.cost.calibration import stored_table
+    from search.cost.datasize import DataSizes
+    from search.plan.runner import Run, make_fit
+    from search.plan.schema import load_plan
+
+    data = Path(yaml.safe_load((ran["tmp"] / "proxy.yaml").read_text())["data"]["train"]).parent
+    plan = load_plan(write_plan(tmp_path / "roll", data, name="roll", growth=50))   # no cap reached
+    table = stored_table(open_storage(ran["url"]))
+    label = state_of(ran["url"])["plan"]["device"]
+    sizes = DataSizes(table.census)
+    first = make_fit(Run(plan, ran["url"], 1.0, 1, None, "cpu", print, print), table, label, sizes, None, 0.0)
+    written = sum(f.wanted_trials * f.phase.trial_seconds() for f in first.fits)
+    hours = (written + first.reserve_s) * 1.6 / 3600   # room for some growth, not all of it
+    run = Run(plan, ran["url"], hours, 1, None, "cpu", print, print)
+    before = make_fit(run, table, label, sizes, None, 0.0)
+    proxy = before.fits[0]
+    spent = proxy.share_s / 4
+    after = make_fit(run, table, label, sizes, {"proxy": {"name": "proxy", "status": "done", "spent_s": spent}},
+                     0.0)
+    left = [f for f in after.fits if f.name != "proxy"]
+    assert sum(f.share_s for f in left) == pytest.approx(after.budget_s - spent, rel=1e-6)
+    assert sum(f.share_s for f in left) > sum(f.share_s for f in before.fits[1:])
+    tune = {f.name: f for f in before.fits}["tune"], {f.name: f for f in after.fits}["tune"]
+    assert tune[1].phase.trials > tune[0].phase.trials >= 2
+    assert before.total_s() <= hours * 3600 + 1e-6 and after.total_s() <= hours * 3600 + 1e-6
+    # a phase that may grow runs up to its most trials while its share lasts; the promotion runs its k under its
+    # share plus what the later phases grew (the re-plan can take an overrun back there)
+    assert tune[0].overrides()["n_trials"] == 2 * 50 and tune[0].overrides()["trials"] == tune[0].phase.trials
+    assert tune[0].overrides()["hours"] * 3600 == pytest.approx(tune[0].share_s, abs=1)
+    grown = (tune[0].phase.trials - tune[0].wanted_trials) * tune[0].phase.trial_seconds()
+    full = before.fits[1]
+    assert full.overrides()["n_trials"] == 2
+    assert full.overrides()["hours"] * 3600 == pytest.approx(full.share_s + grown, abs=1)
+
+
+def phase_cells(page: str) -> list[list[str]]:
+    """The rows of the first table after the plan section's heading, as text cells."""
+    import re
+
+    table = page.split('id="plan-tiny"', 1)[1].split("</table>", 1)[0]
+    return [re.findall(r"<td>(.*?)</td>", row) for row in table.split("<tr>")[2:]]
+
+
+def test_report_all_has_a_section_with_the_plan_phases(ran, tmp_path):
+    done = cli("report", "--all", "--storage", ran["url"], "--out", str(tmp_path / "all"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for page in ((tmp_path / "all" / "analysis.html").read_text(),
+                 (ran["tmp"] / "_plans" / "tiny" / "report" / "analysis.html").read_text()):   # the plan's own
+        assert "Plan tiny: phases" in page and "facesearch:plan:tiny" not in page   # not among the studies
+        rows = phase_cells(page)
+        state = state_of(ran["url"])
+        assert [r[0] for r in rows] == ["proxy", "full", "tune"] and all(r[1] == "done" for r in rows)
+        for row, phase in zip(rows, state["phases"]):
+            assert row[2] == f"{phase['trials_run']} / {phase['overrides']['n_trials']}"
+            assert row[6] == f"trial {phase['best_number']}: {phase['best_value']:.2f}"
+            assert row[5].endswith("%")
+
+
+def test_the_dashboard_shows_the_plan_phases_in_the_plan_study_note(ran, tmp_path):
+    from search.view.dashboard import dashboard_command, free_port
+    from tests.search.view.test_dashboard import _get, _wait_for
+
+    port, log = free_port(), tmp_path / "dashboard.log"
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        process = subprocess.Popen(dashboard_command(ran["url"], "127.0.0.1", port, None), stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        summaries = {s["study_name"]: s for s in _wait_for(base, process, log)["study_summaries"]}
+        detail = _get(f"{base}/api/studies/{summaries['facesearch:plan:tiny']['study_id']}")
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    body = detail["note"]["body"]
+    assert body.startswith("## plan tiny: done") and detail["note"]["version"] >= 1
+    state = state_of(ran["url"])
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == ["proxy", "full", "tune"]
+    for row, phase in zip(rows, state["phases"]):
+        assert f"| done | {phase['trials_run']} / {phase['overrides']['n_trials']} |" in row
+        assert f"trial {phase['best_number']}: {phase['best_value']:.2f}" in row
+    assert "export bundle" in body
