@@ -62,6 +62,10 @@ def price(
     from ..view.output import emit, output_format
 
     table = CalibrationTable.load(calibration) if calibration else stored_table(open_storage(storage))
+    if gpus and "," not in gpus and gpus.isdigit() and int(gpus) > 1:   # scripts from when --gpus was a count
+        typer.echo(f"note: 'plan price --gpus {gpus}' (a count) is now '--n-gpus {gpus}'; --gpus takes indices",
+                   err=True)
+        gpus, n_gpus = None, int(gpus)
     count = len(gpu_list(gpus)) if gpus else n_gpus
     run_plan(spec_paths, hours, max(1, count), table, device, _sizes(table, data_size), fit, echo,
              output_format(fmt, as_json), emit=emit)

@@ -215,6 +215,10 @@ def test_the_old_plan_form_still_prices_with_a_notice(ran):
     assert old.returncode == 0, old.stderr
     assert "notice: `facesearch plan FILES...` is now `facesearch plan price FILES...`" in old.stderr
     assert "plan on 1 x" in old.stdout
+    counted = cli("plan", str(ran["tmp"] / "proxy.yaml"), "--hours", "1", "--gpus", "3", "--storage", ran["url"],
+                  "--format", "json")   # --gpus was a count before it took indices
+    assert counted.returncode == 0, counted.stderr
+    assert json.loads(counted.stdout)["gpus"] == 3 and "is now '--n-gpus 3'" in counted.stderr
 
 
 def test_a_generous_budget_grows_the_phases_within_it(ran, tmp_path):
