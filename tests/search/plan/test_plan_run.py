@@ -26,12 +26,16 @@ COMMON = {"model": "resnet_w", "n_out": 32, "batch_size": 8, "n_per_class": 2, "
 SPACE = {"width": {"type": "categorical", "choices": [0.125, 0.25]},
          "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}}
 LIMIT = 600   # seconds any one process may take on a loaded 2-core machine
+RETRAIN_ONLY = {"export": False, "report": False}   # for the tests of the phases; ``ran`` checks the whole finish
 
 
 def write_plan(folder: Path, data: Path, name: str = "tiny", hours: float = 0.05, proxy_trials: int = 4,
-               train: str = "train1", growth: float = 1, entries: list | None = None) -> Path:
+               train: str = "train1", growth: float = 1, entries: list | None = None,
+               finish: dict | None = None) -> Path:
     """proxy (24 identities, 1 epoch) -> full (its top 2, every identity, 2 epochs) -> tune (scheduler); phases
-    grow into spare hours only when ``growth`` > 1 (the suite's runs keep their written trials)."""
+    grow into spare hours only when ``growth`` > 1 (the suite's runs keep their written trials). ``finish``
+    adds to the finishing steps (``{"export": False, "report": False}``: retrain only, for a test about the
+    phases: the ONNX export and the report take most of a tiny plan's finish)."""
     folder.mkdir(parents=True, exist_ok=True)
     where = {"train": str(data / train), "val": str(data / "val")}
     phases = {
@@ -50,7 +54,7 @@ def write_plan(folder: Path, data: Path, name: str = "tiny", hours: float = 0.05
     plan = folder / f"{name}.yaml"
     plan.write_text(yaml.safe_dump({"name": name, "hours": hours, "phases": entries or list(phases),
                                     "fit": {"min_resolution": 24, "min_identities": 12, "max_growth": growth},
-                                    "calibration": {"share": 0.2}, "finish": {"epochs": 1}}))
+                                    "calibration": {"share": 0.2}, "finish": {"epochs": 1, **(finish or {})}}))
     return plan
 
 
@@ -133,7 +137,7 @@ def test_a_worker_following_the_plan_joins_the_phases_and_stops_at_the_end(ran):
 
 
 def test_a_killed_plan_resumes_without_rerunning_a_finished_phase(synth_data, tmp_path):
-    plan = write_plan(tmp_path, synth_data, proxy_trials=3)
+    plan = write_plan(tmp_path, synth_data, proxy_trials=3, finish=RETRAIN_ONLY)   # the finish: the fixture's
     url = str(tmp_path / "s.journal")
     first = facesearch("plan", "run", str(plan), "--workers", "1", "--storage", url, cwd=tmp_path)
     deadline = time.time() + LIMIT

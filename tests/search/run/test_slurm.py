@@ -211,9 +211,9 @@ def test_plan_submit_runs_the_plan_in_task_0_with_a_follower_in_task_1(slurm, sy
     """A 2-task array on a tiny plan: task 0's ``plan run`` calibrates, runs the phases and finishes; task 1's
     ``worker --plan`` joins the phases and stops when the plan is finishing; the plan ends finished."""
     from search.plan.state import FINISHED
-    from tests.search.plan.test_plan_run import state_of, write_plan
+    from tests.search.plan.test_plan_run import RETRAIN_ONLY, state_of, write_plan
 
-    plan = write_plan(tmp_path, synth_data, name="slurmplan")
+    plan = write_plan(tmp_path, synth_data, name="slurmplan", finish=RETRAIN_ONLY)   # export, report: test_plan_run
     url = str(tmp_path / "s.journal")
     submitted = subprocess.run([sys.executable, "-m", "search.cli", "plan", "submit", str(plan), "--array", "2",
                                 "--time", "30m", "--gpus-per-task", "0", "--requeue", "--storage", url],
