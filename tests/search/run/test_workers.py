@@ -112,7 +112,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(synth_data, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.time() + 300
     while time.time() < deadline:   # wait until a trial has finished an epoch
-        time.sleep(0.5)
+        time.sleep(0.1)   # an epoch takes a fraction of a second: look often, or both trials end unseen
         try:
             if any(t.intermediate_values for t in trials_of(url, "stopped") if t.state == TrialState.RUNNING):
                 break
