@@ -86,11 +86,13 @@ if sys.prefix != sys.base_prefix:
 
 install() {
     echo "== this machine's Python"
-    $python -c "import sys, torch, torchvision, numpy; print('python', sys.version.split()[0],
+    local seen   # one torch import (seconds on a node's shared file system): the line shown, then torch's file
+    seen=$($python -c "import sys, torch, torchvision, numpy; print('python', sys.version.split()[0],
 '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| numpy', numpy.__version__,
 '| CUDA', torch.version.cuda, '| GPUs visible', torch.cuda.device_count(),
-'| a virtual environment' if sys.prefix != sys.base_prefix else '| not a virtual environment')"
-    torch_file=$("$python" -c 'import torch; print(torch.__file__)')
+'| a virtual environment' if sys.prefix != sys.base_prefix else '| not a virtual environment'); print(torch.__file__)")
+    echo "${seen%$'\n'*}"
+    torch_file=${seen##*$'\n'}
     if ! compgen -G "$wheels/*.whl" > /dev/null; then
         echo "error: no wheels in $wheels; run 'bash benchmarks/gpu-wheels.sh' where pip reaches PyPI" \
              "and carry the folder"
