@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 s = spec(path.stem, 0, data, fixed, a.epochs, a.budget, {"name": "none"})
                 path.write_text(yaml.safe_dump(_as_yaml(s)))
             table = calibrate(specs, storage, device="cpu", steps=5, warmup=2, eval_images=256,
-                              log=lambda m: None, min_seconds=2.0)
+                              log=lambda m: None, min_seconds=0.5 if a.quick else 2.0)   # quick: a worker's probe
         print(f"calibrated {len(table.entries)} points in {t():.0f} s on {table.devices()[0]}")
         runs = {k: [] for k in "abc"}
         for seed in seeds:
