@@ -53,7 +53,13 @@ def test_two_workers_share_a_grpc_proxy(synth_data, tmp_path):
     assert sum(t.state == TrialState.COMPLETE for t in trials_of(str(journal), "proxied")) == 4
 
 
-def test_an_unreachable_proxy_is_one_line():
+def test_an_unreachable_proxy_is_one_line(monkeypatch):
+    import functools
+
+    from search import proxy
+
+    # a closed port never answers: the real wait, a second rather than the default 10 (the line is the same)
+    monkeypatch.setattr(proxy, "connect", functools.partial(proxy.connect, wait=1.0))
     one_line_error(cli("studies", "--storage", f"grpc://127.0.0.1:{free_port()}"),
                    "cannot reach storage grpc://127.0.0.1", "facesearch storage serve")
     one_line_error(cli("studies", "--storage", "grpc://nohostport"), "grpc://HOST:PORT")
