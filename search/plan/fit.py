@@ -218,22 +218,28 @@ def phase_fits(plan: PlanSpec, phases: list[Phase]) -> list[PhaseFit]:
 
 
 def finish_seconds(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer) -> float:
-    """The finishing steps' cost: the winner retrained (at ``finish.epochs`` or its phase's epochs) with one epoch
-    more for the export and the test list, then fine-tuned on ``finish.finetune_on`` when asked; priced at the
-    mean of the winner's phase's points."""
+    """The finishing steps' cost, priced at the mean of the winner's phase's points: the winner retrained (at
+    ``finish.epochs``, else its phase's), nothing but its setup when that retrain repeats the phase's run and
+    ``finish.reuse`` holds (``repeats_trial``: the winner's checkpoints are used); one epoch more for the export
+    and the test list; then the fine-tuning on ``finish.finetune_on`` when asked."""
     from pathlib import Path
 
+    from ..finish.retrain import repeats_trial, retrain_config
+
     f = next(g for g in fits if g.name == plan.finish_study)
-    epochs = plan.finish.epochs or f.epochs() or f.configs[0].epochs
+    epochs = f.epochs() or f.configs[0].epochs
     costs = []
     for config in f.phase.drawn:
         point = pricer.price(config, f.spec.param_cap)
         if not point.trains:
             continue
-        total = point.setup_s + (epochs + 1) * point.epoch_s   # + 1: exporting and scoring the test list
+        trial = config.replace(epochs=epochs)
+        again = retrain_config(trial, plan.finish.epochs)
+        trained = 0 if plan.finish.reuse and repeats_trial(trial, again) else again.epochs
+        total = point.setup_s + (trained + 1) * point.epoch_s   # + 1: exporting and scoring the test list
         if plan.finish.finetune_on:
-            tuned = config.replace(train_path=str(Path(config.train_path).parent / plan.finish.finetune_on),
-                                   epochs=plan.finish.finetune_epochs or epochs, initial_model="")
+            tuned = again.replace(train_path=str(Path(config.train_path).parent / plan.finish.finetune_on),
+                                  epochs=plan.finish.finetune_epochs or again.epochs, initial_model="")
             fine = pricer.price(tuned, f.spec.param_cap)
             total += fine.setup_s + tuned.epochs * fine.epoch_s
         costs.append(total)
