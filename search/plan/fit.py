@@ -15,7 +15,7 @@
 4. A phase at all its floors keeps that cost and the others are shared again; when the floors alone do not
    fit, the plan is refused with the hours it needs at the least.
 5. What whole steps left over goes back, an epoch (else a trial) at a time, to the cut phases, heaviest weight
-   first, while the plan fits.
+   first, while the plan fits; then a cut proxy's fidelity, a notch at a time.
 6. A budget with room to spare grows the phases at their written epochs: one trial at a time to the phase with
    the fewest seconds per weight, while the plan fits, up to the phase's ``max_trials`` (else ``fit.max_growth``
    x its written trials). A promotion (``from: {top: k}``) runs its k and a grid sampler its grid: never grown.
@@ -307,6 +307,16 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
         if all(f.stuck or f.done for f in fits) and sum(f.cost() for f in fits) > budget + eps:
             break
     _grow(fits, budget)
+    for f in proxies:   # then a cut proxy's fidelity, a notch at a time, while the plan fits
+        while notch_at[f.name]:
+            notch_at[f.name] -= 1
+            back = ladders[f.name][notch_at[f.name] - 1] if notch_at[f.name] else (None, None)
+            before = (f.resolution, f.identities)
+            f.set_fidelity(pricer, *back)
+            if sum(g.cost() for g in fits) > budget + eps:
+                f.set_fidelity(pricer, *before)
+                notch_at[f.name] += 1
+                break
     _grow_trials(fits, budget, rules)
     _waterfill(fits, budget)
     for i, f in enumerate(fits):
@@ -324,7 +334,7 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
 
 def _grow(fits: list[PhaseFit], budget: float) -> None:
     """Hand back what whole-step cuts left over: one more epoch, else one more trial, to the cut phases by weight
-    (heaviest first) while the plan still fits; a proxy's fidelity is not given back."""
+    (heaviest first) while the plan still fits (a cut proxy's fidelity comes back after these, in ``fit_plan``)."""
     def total() -> float:
         return sum(f.cost() for f in fits)
 
