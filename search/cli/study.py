@@ -94,9 +94,9 @@ def worker(
     device: Device = "auto",
     log_format: LogFormat = "text",
     plan: Optional[str] = typer.Option(None, help="Follow this plan's active phase instead of one study "
-                                                  "(plan file or shipped plan's name); stops when it ends, after --timeout "
-                                                  "waiting for a phase, or when the plan has not started in "
-                                                  "an hour."),
+                                                  "(plan file or shipped plan's name); stops when it ends, "
+                                                  "after --timeout waiting for a phase, or when the plan has "
+                                                  "not started in an hour."),
     mlflow: Mlflow = None,
     wandb: Wandb = None,
     tensorboard: Tensorboard = None,
