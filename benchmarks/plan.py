@@ -116,7 +116,8 @@ def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) 
     # with a sixth of B left (nothing after it to roll that forward to)
     entries = ["proxy", "full", {"study": "tune", "max_trials": 40}]
     plan.write_text(yaml.safe_dump({"name": "bench", "hours": budget / 3600, "phases": entries,
-                                    "calibration": {"share": 0.15},
+                                    # probing takes 5-15 s here whatever B is: a larger share of a small B
+                                    "calibration": {"share": round(max(0.15, 10 / budget), 3)},
                                     "fit": {"min_resolution": 24, "min_identities": 20},
                                     "finish": {"study": "tune", "epochs": epochs, "report": False}}))
     return plan
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", default="", help="also write the rows to this file")
     a = parse(p, argv)
     if a.quick:
-        a.seeds, a.budget, a.epochs, a.identities, a.pairs = 1, 60.0, 1, 40, 200
+        a.seeds, a.budget, a.epochs, a.identities, a.pairs = 1, 30.0, 1, 40, 200
     train_cap(a.train_identities)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads or 1))   # the plan's worker processes too
     rows = []

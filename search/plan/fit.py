@@ -1,7 +1,8 @@
 """Fitting a plan to its GPU-hours while keeping every phase meaningful (the rule the README states).
 
 1. The finishing steps (retrain the winner, fine-tune if asked) are priced and reserved first, with
-   what calibration spent; the phases share the rest.
+   what calibration spent; the phases share the rest. A retrain that would repeat the winner's run costs only
+   its setup (``finish.reuse``: it starts from the winner's checkpoints).
 2. Shares follow the weights (water-filling): a phase that needs less than its weighted share takes only
    what it needs and the others split the rest by weight.
 3. A phase over its share is cut, in this order, until it fits:
