@@ -15,7 +15,7 @@ from torch.overrides import TorchFunctionMode
 from ..config import PARAM_CAP, TrainConfig
 from ..errors import ConfigError
 from . import efficientnet, mobilenet, resnet, vit  # noqa: F401  (they register themselves)
-from .registry import LAYOUTS, MODELS, SHAPE_FIELDS, WIDTHS, ModelFactory, register
+from .registry import BY_RESOLUTION, LAYOUTS, MODELS, SHAPE_FIELDS, WIDTHS, ModelFactory, register
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -42,9 +42,12 @@ def count_params(config: TrainConfig) -> int:
     """Every parameter of the embedding network (backbone + embedding layer); loss weights are not in it.
 
     Built on the meta device (shapes only, no memory, a few milliseconds), once per shape
-    (``SHAPE_FIELDS``) in a process; a shape that cannot be built raises ``ConfigError`` every time.
+    (``SHAPE_FIELDS``; the resolution only for ``BY_RESOLUTION`` models) in a process; a shape that cannot be
+    built raises ``ConfigError`` every time.
     """
-    return _shape_count(tuple(getattr(config, f) for f in SHAPE_FIELDS))
+    sized = config.model in BY_RESOLUTION
+    return _shape_count(tuple(getattr(config, f) if f != "resolution" or sized else TrainConfig.resolution
+                              for f in SHAPE_FIELDS))
 
 
 @lru_cache(maxsize=None)

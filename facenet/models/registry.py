@@ -18,13 +18,18 @@ WIDTHS: dict[str, tuple[float, ...]] = {}
 LAYOUTS: dict[str, tuple[tuple[int, str], ...]] = {}
 # the TrainConfig fields a model's parameter count can depend on (the rest never change it)
 SHAPE_FIELDS = ("model", "width", "depth", "block", "n_out", "resolution")
+# models whose parameter count follows config.resolution (e.g. learned position embeddings per patch); the others
+# pool globally, so a count at one resolution holds at all (planning re-prices proxies at many resolutions)
+BY_RESOLUTION: set[str] = set()
 
 
-def register(name: str, widths: tuple[float, ...] = (),
-             layouts: tuple[tuple[int, str], ...] = ()) -> Callable[[ModelFactory], ModelFactory]:
-    """``MODELS.register`` that also records which of width / depth / block the model takes."""
+def register(name: str, widths: tuple[float, ...] = (), layouts: tuple[tuple[int, str], ...] = (),
+             by_resolution: bool = False) -> Callable[[ModelFactory], ModelFactory]:
+    """``MODELS.register`` that also records which of width / depth / block (and resolution) the model takes."""
     def deco(fn: ModelFactory) -> ModelFactory:
         MODELS.register(name)(fn)
+        if by_resolution:
+            BY_RESOLUTION.add(name)
         if widths:
             WIDTHS[name] = widths
         if layouts:

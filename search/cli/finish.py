@@ -26,6 +26,9 @@ def retrain(
     top: Optional[int] = typer.Option(None, min=1, help="Retrain each of the top K trials."),
     within_noise: bool = typer.Option(False, "--within-noise", help="Retrain the best and every top trial "
                                       "within noise of it (see `best`)."),
+    reuse: bool = typer.Option(False, "--reuse", help="Where the retrain would repeat the trial's run (its epochs, "
+                               "resolution and seed), start from the trial's checkpoints instead of training it "
+                               "again (e.g. before --finetune-on)."),
     mlflow: Mlflow = None,
     wandb: Wandb = None,
     tensorboard: Tensorboard = None,
@@ -47,7 +50,7 @@ def retrain(
     say = echo if fmt == "table" else (lambda m: typer.echo(m, err=True))
     options = {"epochs": epochs, "resolution": resolution, "finetune_on": finetune_on,
                "finetune_epochs": finetune_epochs, "device": device, "progress": sys.stderr.isatty(),
-               "artifacts": artifact_dir(storage), "log": say}
+               "artifacts": artifact_dir(storage), "log": say, "reuse": reuse}
     with open_tracking(targets, runs_root(storage), lambda m: typer.echo(m, err=True)) as tracking:
         if top or within_noise:
             records = retrain_top(study, runs_root(storage), top, within_noise, tracking=tracking, **options)

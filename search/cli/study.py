@@ -94,7 +94,9 @@ def worker(
     device: Device = "auto",
     log_format: LogFormat = "text",
     plan: Optional[str] = typer.Option(None, help="Follow this plan's active phase instead of one study "
-                                                  "(plan file or shipped plan's name); stops when it ends."),
+                                                  "(plan file or shipped plan's name); stops when it ends, "
+                                                  "after --timeout waiting for a phase, or when the plan has "
+                                                  "not started in an hour."),
     mlflow: Mlflow = None,
     wandb: Wandb = None,
     tensorboard: Tensorboard = None,
@@ -117,7 +119,7 @@ def worker(
             from facenet.errors import ConfigError
 
             raise ConfigError("worker: give a STUDY (spec file or built-in name), or --plan PLAN to follow a plan")
-        joined = follow_plan(_load(plan), storage, worker_id, device, log=log_line)
+        joined = follow_plan(_load(plan), storage, worker_id, device, log=log_line, wait_limit=seconds(timeout))
         echo(f"worker {worker_id}: followed {len(joined)} phase(s): {', '.join(joined) or 'none'}")
         return
     limit = seconds(timeout)

@@ -80,17 +80,24 @@ class CostGuard:
         return cost
 
     def as_recently_measured(self, cost: Estimate) -> Estimate:
-        """The estimate scaled as the study's last ``RECENT`` trials at the same point ran against theirs:
-        the probe is one moment, and on shared machines (or a GPU that heats up) the pace drifts."""
-        ratios = []
+        """The estimate scaled as the study's last ``RECENT`` trials at the same point ran against theirs (at any
+        point while none ran at this one): the probe is one moment, and on shared machines (or a GPU that heats
+        up) the pace drifts, for every point alike."""
+        same, any_point = [], []
         ended = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         for t in reversed(ended):
             r = TrialRecord.of(t)
             past = r.estimate
-            if past is not None and past.point == cost.point and r.seconds and t.intermediate_values:
-                ratios.append(r.seconds / (past.for_epochs(len(t.intermediate_values)) / past.scale))
-                if len(ratios) == RECENT:
+            if past is None or not r.seconds or not t.intermediate_values:
+                continue
+            ratio = r.seconds / (past.for_epochs(len(t.intermediate_values)) / past.scale)
+            if len(any_point) < RECENT:
+                any_point.append(ratio)
+            if past.point == cost.point:
+                same.append(ratio)
+                if len(same) == RECENT:
                     break
+        ratios = same or any_point
         return cost.rescaled(statistics.median(ratios), len(ratios)) if ratios else cost
 
     def __call__(self, trial: optuna.Trial) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ from facenet.errors import DataError
 from facenet.eval.evaluate import write_scores
 from facenet.eval.compare import EerComparison
 from facenet.eval.stats import ScoredPairs
-from facenet.preflight import check_data, check_run
+from facenet.preflight import check_data, check_run, config_changes, stored_config
 
 from ..record import RETRAIN, RETRAIN_FILE, RETRAINS, RetrainRecord, TrialRecord, best_trial
 from ..run.folders import known_folder
@@ -39,6 +40,40 @@ def best_config(study: optuna.Study, number: int | None = None) -> tuple[FrozenT
     return t, TrainConfig.from_dict(TrialRecord.of(t).config)
 
 
+def retrain_config(config: TrainConfig, epochs: int | None = None, resolution: int | None = None) -> TrainConfig:
+    """What a retrain of a trial's ``config`` trains: the same run at ``epochs`` and ``resolution`` when given."""
+    changes = {k: v for k, v in (("epochs", epochs), ("resolution", resolution)) if v}
+    return config.replace(**changes) if changes else config
+
+
+def repeats_trial(trial_config: TrainConfig, config: TrainConfig) -> bool:
+    """Whether ``config`` would train the trial's run once more: every field that shapes training equal, the
+    seed too (the planner prices the finishing steps by this rule, the retrain follows it)."""
+    return not config_changes(config, trial_config.to_dict())
+
+
+RUN_FILES = ("config.json", "last.pt", "best.pt", "best_val_scores.npz")   # what a finished run resumes from
+
+
+def adopt_trial_run(trial_dir: Path, config: TrainConfig) -> bool:
+    """Copy a trial's finished run into the retrain's folder when the retrain would only repeat it (same config,
+    seed and epochs): the retrain then resumes at its last epoch and trains nothing. False (nothing copied) when
+    the trial's folder lacks a finished run of that config, or the retrain's folder has a run already."""
+    from facenet import checkpoint
+
+    stored = stored_config(trial_dir)
+    target = Path(config.run_dir)
+    if stored is None or stored_config(target) is not None or not repeats_trial(TrainConfig.from_dict(stored), config):
+        return False
+    if checkpoint.load(trial_dir / "last.pt").get("epoch") != config.epochs:
+        return False   # stopped early or cut short: train it
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (trial_dir / name).is_file():
+            shutil.copy2(trial_dir / name, target / name)
+    return True
+
+
 def resolve_set(name: str, train_path: str) -> str:
     """``train2`` means the sibling folder of the trial's training set; a path is taken as is."""
     candidate = Path(name)
@@ -53,10 +88,12 @@ def resolve_set(name: str, train_path: str) -> str:
 def retrain(study: optuna.Study, runs_root: Path, *, epochs: int | None = None, resolution: int | None = None,
             finetune_on: str | None = None, finetune_epochs: int | None = None, device: str = "auto",
             log: Callable[[str], None] = print, progress: bool = False, artifacts: Path | None = None,
-            number: int | None = None, tracking: Tracking | None = None) -> RetrainRecord:
+            number: int | None = None, tracking: Tracking | None = None, reuse: bool = False) -> RetrainRecord:
     """Train the best trial's config (or trial ``number``'s) again (full budget), then fine-tune if asked;
     record it on the study and, given an artifact folder, attach its card, val scores and ROC/DET there.
-    ``tracking``: the run, its epochs, its files (model, scores, figures) go to those backends too."""
+    ``tracking``: the run, its epochs, its files (model, scores, figures) go to those backends too.
+    ``reuse``: a retrain that would repeat the trial's run exactly (``repeats_trial``) starts from the trial's
+    own finished checkpoints instead of training it again."""
     tracking = tracking or Tracking([])
     trial, config = best_config(study, number)
     name = f"retrain-{trial.number:04d}"
@@ -65,7 +102,7 @@ def retrain(study: optuna.Study, runs_root: Path, *, epochs: int | None = None, 
     started: list[bool] = []
     try:
         record = _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, finetune_epochs, device,
-                          log, progress, artifacts, tracking, run, started)
+                          log, progress, artifacts, tracking, run, started, reuse)
     except BaseException as e:
         if started:   # not for a check that failed before training
             tracking.run_end(run, RunEnd("FAIL", reason=f"{type(e).__name__}: {e}"[:500]))
@@ -79,25 +116,27 @@ def retrain(study: optuna.Study, runs_root: Path, *, epochs: int | None = None, 
 
 
 def _retrain(study, trial, config, runs_root, epochs, resolution, finetune_on, finetune_epochs, device, log, progress,
-             artifacts, tracking, tracked, started) -> RetrainRecord:
+             artifacts, tracking, tracked, started, reuse) -> RetrainRecord:
     done = [0]   # epochs before this fit (pre-training), so fine-tuning steps follow on
 
     def on_epoch(r) -> None:
         tracking.epoch(tracked, EpochMetrics(done[0] + r.epoch, r.loss, r.val_eer, r.lr, r.images_per_s))
 
     base = known_folder(runs_root, study) / f"retrain-{trial.number:04d}"   # this study's, not a namesake's
-    changes = {"run_dir": str(base / "pretrain" if finetune_on else base), "device": device, "resume": True}
-    if epochs:
-        changes["epochs"] = epochs
-    if resolution:
-        changes["resolution"] = resolution
-    config = config.replace(**changes)
+    trial_config = config
+    config = retrain_config(config, epochs, resolution).replace(
+        run_dir=str(base / "pretrain" if finetune_on else base), device=device, resume=True)
     check_run(config)   # data, device, folders: before anything is trained or written
     finetune_set = resolve_set(finetune_on, config.train_path) if finetune_on else None
     if finetune_set:
         check_data(config.replace(train_path=finetune_set))
-    log(f"retraining trial {trial.number} (val EER {trial.value:.2f}% in the search) for {config.epochs} epochs "
-        f"at {config.resolution}px into {config.run_dir}")
+    if reuse and adopt_trial_run(Path(trial_config.run_dir), config):
+        log(f"trial {trial.number}'s run (val EER {trial.value:.2f}% in the search) is what a retrain would train "
+            f"again ({config.epochs} epochs at {config.resolution}px, same seed): its checkpoints are used, "
+            f"copied into {config.run_dir}")
+    else:
+        log(f"retraining trial {trial.number} (val EER {trial.value:.2f}% in the search) for {config.epochs} "
+            f"epochs at {config.resolution}px into {config.run_dir}")
     tracking.run_start(tracked)
     started.append(True)
     result = fit(config, log=log, progress=progress, on_epoch=on_epoch)

@@ -1,7 +1,8 @@
 """Fitting a plan to its GPU-hours while keeping every phase meaningful (the rule the README states).
 
 1. The finishing steps (retrain the winner, fine-tune if asked) are priced and reserved first, with
-   what calibration spent; the phases share the rest.
+   what calibration spent; the phases share the rest. A retrain that would repeat the winner's run costs only
+   its setup (``finish.reuse``: it starts from the winner's checkpoints).
 2. Shares follow the weights (water-filling): a phase that needs less than its weighted share takes only
    what it needs and the others split the rest by weight.
 3. A phase over its share is cut, in this order, until it fits:
@@ -15,7 +16,7 @@
 4. A phase at all its floors keeps that cost and the others are shared again; when the floors alone do not
    fit, the plan is refused with the hours it needs at the least.
 5. What whole steps left over goes back, an epoch (else a trial) at a time, to the cut phases, heaviest weight
-   first, while the plan fits.
+   first, while the plan fits; then a cut proxy's fidelity, a notch at a time.
 6. A budget with room to spare grows the phases at their written epochs: one trial at a time to the phase with
    the fewest seconds per weight, while the plan fits, up to the phase's ``max_trials`` (else ``fit.max_growth``
    x its written trials). A promotion (``from: {top: k}``) runs its k and a grid sampler its grid: never grown.
@@ -218,22 +219,28 @@ def phase_fits(plan: PlanSpec, phases: list[Phase]) -> list[PhaseFit]:
 
 
 def finish_seconds(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer) -> float:
-    """The finishing steps' cost: the winner retrained (at ``finish.epochs`` or its phase's epochs) with one epoch
-    more for the export and the test list, then fine-tuned on ``finish.finetune_on`` when asked; priced at the
-    mean of the winner's phase's points."""
+    """The finishing steps' cost, priced at the mean of the winner's phase's points: the winner retrained (at
+    ``finish.epochs``, else its phase's), nothing but its setup when that retrain repeats the phase's run and
+    ``finish.reuse`` holds (``repeats_trial``: the winner's checkpoints are used); one epoch more for the export
+    and the test list; then the fine-tuning on ``finish.finetune_on`` when asked."""
     from pathlib import Path
 
+    from ..finish.retrain import repeats_trial, retrain_config
+
     f = next(g for g in fits if g.name == plan.finish_study)
-    epochs = plan.finish.epochs or f.epochs() or f.configs[0].epochs
+    epochs = f.epochs() or f.configs[0].epochs
     costs = []
     for config in f.phase.drawn:
         point = pricer.price(config, f.spec.param_cap)
         if not point.trains:
             continue
-        total = point.setup_s + (epochs + 1) * point.epoch_s   # + 1: exporting and scoring the test list
+        trial = config.replace(epochs=epochs)
+        again = retrain_config(trial, plan.finish.epochs)
+        trained = 0 if plan.finish.reuse and repeats_trial(trial, again) else again.epochs
+        total = point.setup_s + (trained + 1) * point.epoch_s   # + 1: exporting and scoring the test list
         if plan.finish.finetune_on:
-            tuned = config.replace(train_path=str(Path(config.train_path).parent / plan.finish.finetune_on),
-                                   epochs=plan.finish.finetune_epochs or epochs, initial_model="")
+            tuned = again.replace(train_path=str(Path(config.train_path).parent / plan.finish.finetune_on),
+                                  epochs=plan.finish.finetune_epochs or again.epochs, initial_model="")
             fine = pricer.price(tuned, f.spec.param_cap)
             total += fine.setup_s + tuned.epochs * fine.epoch_s
         costs.append(total)
@@ -301,6 +308,16 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
         if all(f.stuck or f.done for f in fits) and sum(f.cost() for f in fits) > budget + eps:
             break
     _grow(fits, budget)
+    for f in proxies:   # then a cut proxy's fidelity, a notch at a time, while the plan fits
+        while notch_at[f.name]:
+            notch_at[f.name] -= 1
+            back = ladders[f.name][notch_at[f.name] - 1] if notch_at[f.name] else (None, None)
+            before = (f.resolution, f.identities)
+            f.set_fidelity(pricer, *back)
+            if sum(g.cost() for g in fits) > budget + eps:
+                f.set_fidelity(pricer, *before)
+                notch_at[f.name] += 1
+                break
     _grow_trials(fits, budget, rules)
     _waterfill(fits, budget)
     for i, f in enumerate(fits):
@@ -318,7 +335,7 @@ def fit_plan(plan: PlanSpec, fits: list[PhaseFit], pricer: Pricer, hours: float,
 
 def _grow(fits: list[PhaseFit], budget: float) -> None:
     """Hand back what whole-step cuts left over: one more epoch, else one more trial, to the cut phases by weight
-    (heaviest first) while the plan still fits; a proxy's fidelity is not given back."""
+    (heaviest first) while the plan still fits (a cut proxy's fidelity comes back after these, in ``fit_plan``)."""
     def total() -> float:
         return sum(f.cost() for f in fits)
 

@@ -15,12 +15,14 @@ from .schema import PlanSpec
 from .state import FINISHED, FINISHING, RUNNING, PlanState
 
 POLL = 2.0
+START_LIMIT = 3600.0   # a plan not in the storage after this long was never started there (a wrong --storage?)
 
 
 def follow_plan(plan: PlanSpec, url: str | None, worker_id: int = 0, device: str = "auto",
                 log: Callable[[str], None] = print, wait_limit: float | None = None) -> list[str]:
     """Run trials of each phase as it becomes active; the phases this worker took part in. ``wait_limit``:
-    seconds to wait for a phase before giving up (None: until the plan ends)."""
+    seconds to wait for a phase before giving up (None: until the plan ends, or ``START_LIMIT`` for a plan
+    that never appears in the storage)."""
     from ..run.preflight import preflight_study
     from ..run.worker import run_worker
     from ..view.trial_log import WorkerLines
@@ -49,7 +51,12 @@ def follow_plan(plan: PlanSpec, url: str | None, worker_id: int = 0, device: str
         if said != what:
             log(f"waiting for {what}")
             said = what
-        if wait_limit is not None and time.time() - waiting_since > wait_limit:
+        waited = time.time() - waiting_since
+        if wait_limit is not None and waited > wait_limit:
             log(f"nothing to do for {wait_limit:.0f}s; this worker stops")
+            return joined
+        if not loaded and wait_limit is None and waited > START_LIMIT:
+            log(f"plan {plan.name} has not started in this storage in {START_LIMIT:.0f}s; this worker stops (start "
+                f"facesearch plan run with the same --storage, or give --timeout to wait longer)")
             return joined
         time.sleep(POLL)

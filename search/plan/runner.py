@@ -417,10 +417,10 @@ def finish_plan(run: Run, state: PlanState) -> dict:
     study = load_study(plan.finish_study, storage, url)
     spec = StudySpec(name=plan.finish_study)
     f = plan.finish
-    run.echo(f"finishing: retraining the winner of {plan.finish_study}")
+    run.echo(f"finishing: the winner of {plan.finish_study}")
     record = retrain(study, runs_root(url), epochs=f.epochs, finetune_on=f.finetune_on,
                      finetune_epochs=f.finetune_epochs, device=run.device, log=run.echo, progress=run.live,
-                     artifacts=artifact_dir(url))
+                     artifacts=artifact_dir(url), reuse=f.reuse)
     result = {"study": plan.finish_study, "trial": record.trial, "run": record.run_dir, "val_eer": record.val_eer}
     if f.export:
         bundle = out / "bundle"

@@ -11,6 +11,7 @@ phases:
 fit: {min_resolution: 64, min_identities: 200, min_epochs: 0.3, max_growth: 4}
 calibration: {share: 0.02}                # at most this share of the hours calibrates a new device
 finish: {study: augmentation, epochs: 10, finetune_on: train2, finetune_epochs: 5, test: PATH}
+# reuse (default true): a retrain that would repeat the winner's run (same epochs and seed) starts from its checkpoints
 ```
 
 Every mistake is a one-line ``SpecError`` naming the file and the key, as a study spec's are.
@@ -27,7 +28,7 @@ from ..spec.units import parse_duration
 
 TOP_KEYS = ("name", "description", "hours", "phases", "fit", "calibration", "finish")
 FIT_KEYS = ("min_resolution", "min_identities", "min_epochs", "max_growth")
-FINISH_KEYS = ("study", "epochs", "finetune_on", "finetune_epochs", "test", "export", "report")
+FINISH_KEYS = ("study", "epochs", "finetune_on", "finetune_epochs", "test", "export", "report", "reuse")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class FinishSpec:
     test: str | None = None           # the test pair list (default: test/test_pairs.csv beside the val folder)
     export: bool = True
     report: bool = True
+    reuse: bool = True                # the winner's own run stands for a retrain that would repeat it
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def _finish(r: Reader, raw: Any, names: list[str]) -> FinishSpec:
                if raw.get(k) is not None}
     if "test" in strings:
         strings["test"] = expand(r, strings["test"], "finish.test")
-    flags = {k: r.expect(raw[k], f"finish.{k}", "true or false") for k in ("export", "report") if k in raw}
+    flags = {k: r.expect(raw[k], f"finish.{k}", "true or false") for k in ("export", "report", "reuse") if k in raw}
     return FinishSpec(study=study, **ints, **strings, **flags)
 
 

@@ -178,3 +178,27 @@ def test_two_workers_share_one_calibration_and_status_shows_the_budget(synth_dat
     assert "est." in status.stdout and "GPU-hours: spent 0.0" in status.stdout and "of 1 (" in status.stdout
     studies = cli("studies", "--storage", url)
     assert "pair" in studies.stdout and CALIBRATION_STUDY not in studies.stdout
+
+
+def test_an_estimate_follows_the_pace_the_study_measured_at_other_points_until_its_own_point_has_run():
+    """The probe is one moment: a point no trial has run yet is scaled by the pace of the study's other points,
+    and a point with trials of its own by theirs alone."""
+    from search.cost.budget import CostGuard
+    from search.record import ESTIMATE, SECONDS, Estimate
+
+    study = optuna.create_study()
+
+    def ended(point: str, estimated: float, took: float) -> None:
+        study.add_trial(optuna.trial.create_trial(
+            value=20.0, intermediate_values={1: 25.0, 2: 20.0}, user_attrs={
+                ESTIMATE: Estimate(2, 100, 50, 0.0, estimated / 2, point=point).to_dict(), SECONDS: took}))
+
+    guard = CostGuard(None, study, None, None, log=lambda m: None)
+    fresh = Estimate(2, 100, 50, 1.0, 5.0, point="b")
+    assert guard.as_recently_measured(fresh) == fresh                  # nothing measured yet
+    ended("a", 10.0, 20.0)
+    ended("a", 10.0, 30.0)
+    paced = guard.as_recently_measured(fresh)
+    assert paced.scale == pytest.approx(2.5) and paced.seconds == pytest.approx(2.5 * fresh.seconds)
+    ended("b", 10.0, 5.0)
+    assert guard.as_recently_measured(fresh).scale == pytest.approx(0.5)   # its own point's pace wins

@@ -188,6 +188,30 @@ def test_study_reads_back_through_optunas_own_cli_and_api(finished):
     assert api.best_trial.number == best["number"]
 
 
+def test_a_retrain_that_repeats_the_trial_uses_its_checkpoints_and_one_that_does_not_trains(finished, tmp_path,
+                                                                                             monkeypatch):
+    """Near the end of this file: it replaces the study's retrain record (as the next test does)."""
+    from facenet import checkpoint
+    from search.record import TrialRecord
+    from tests.search.cli.test_cli_errors import cli
+
+    monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "same"))
+    done = cli("retrain", "finish", "--storage", finished["url"], "--reuse", "--device", "cpu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "its checkpoints are used" in done.stdout and "\nepoch " not in done.stdout, done.stdout   # not trained
+    study = optuna.load_study(study_name="finish", storage=open_storage(finished["url"]))
+    same = RetrainRecord.from_dict(study.user_attrs[RETRAIN])
+    trial = Path(TrialRecord.of(study.trials[same.trial]).config["run_dir"])
+    ours, theirs = (checkpoint.model_state(checkpoint.load(Path(d) / "best.pt")) for d in (same.run_dir, trial))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert same.val_eer_ci[0] <= same.val_eer <= same.val_eer_ci[1] and same.epochs == 1
+
+    lines: list[str] = []
+    longer = retrain(study, tmp_path / "longer", epochs=2, device="cpu", log=lines.append, reuse=True)
+    assert any(line.startswith("retraining trial") for line in lines), lines
+    assert checkpoint.load(Path(longer.run_dir) / "last.pt")["epoch"] == 2 and longer.epochs == 2
+
+
 def test_retrain_top_retrains_each_and_compares_them_paired(finished, tmp_path, monkeypatch):
     """Last in this file: it replaces the study's retrain record with the best of the two retrained."""
     from search.record import RETRAINS
