@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from search.record import FAIL_REASON
 from search.run.folders import STAMP
 from search.run.study import prepare_study
+from search.run.worker import run_worker
 from search.spec import load_spec
 from search.storage import open_storage
 from tests.search.cli.test_cli_errors import cli, one_line_error
@@ -40,7 +41,8 @@ def test_a_study_made_again_under_its_name_never_resumes_the_old_ones_checkpoint
     url, runs = str(tmp_path / "s.journal"), tmp_path / "runs"
     monkeypatch.setenv("FACESEARCH_RUNS", str(runs))   # for the commands run in this process too
     first = write_spec(tmp_path / "a.yaml", synth_data, "tiny", n_trials=1, epochs=1)
-    run(first, url, runs, tmp_path)
+    # the old study's one trial, trained by a worker in this process (the new study below runs as a user runs it)
+    assert run_worker(load_spec(first), url, log=lambda m: None) == 1
     (old,) = runs.glob("tiny-*")
     old_checkpoint = (old / "trial-0000" / "last.pt").read_bytes()
 
