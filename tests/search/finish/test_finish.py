@@ -23,6 +23,7 @@ from search.record import RETRAIN, RETRAIN_FILE, RetrainRecord
 from search.spec import load_spec
 from search.storage import open_storage
 from search.run.worker import run_worker
+from tests.search.cli.test_cli_errors import cli
 from tests.search.run.test_workers import write_spec
 
 
@@ -150,9 +151,8 @@ def test_score_cli_accepts_bundle_and_checkpoint(finished, tmp_path):
     pairs = finished["data"] / "test" / "test_pairs.csv"
     outputs = {}
     for name, model in (("bundle", finished["bundle"]), ("ckpt", finished["record"].best_pt)):
-        out = subprocess.run([sys.executable, "-m", "search.cli", "score", str(model), "--pairs", str(pairs),
-                              "--out", str(tmp_path / f"{name}.txt"), "--device", "cpu"],
-                             capture_output=True, text=True)
+        out = cli("score", str(model), "--pairs", str(pairs), "--out", str(tmp_path / f"{name}.txt"), "--device",
+                  "cpu")   # the command's main() in this process: torch is imported here already
         assert out.returncode == 0, out.stderr
         assert "EER" in out.stdout
         outputs[name] = (tmp_path / f"{name}.txt").read_text().splitlines()
@@ -193,7 +193,6 @@ def test_a_retrain_that_repeats_the_trial_uses_its_checkpoints_and_one_that_does
     """Near the end of this file: it replaces the study's retrain record (as the next test does)."""
     from facenet import checkpoint
     from search.record import TrialRecord
-    from tests.search.cli.test_cli_errors import cli
 
     monkeypatch.setenv("FACESEARCH_RUNS", str(tmp_path / "same"))
     done = cli("retrain", "finish", "--storage", finished["url"], "--reuse", "--device", "cpu")
