@@ -10,7 +10,8 @@ Here:
   complete record at its end, and one line (``notice``) says what was found;
 - an append first checks the tail under Optuna's lock: a cut last record is removed, a fused line rewritten,
   after the original is copied aside (``<journal>.damaged-<time>``), with one line saying so;
-- a failed write (a full disk) is truncated back, so the file still ends on its last complete record.
+- a failed write (a full disk) is truncated back, so the file still ends on its last complete record;
+- a stop signal waits for the append to end (``interrupts``), so it never leaves the lock file behind.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import LOCK_FILE_SUFFIX, get_lock_file
 
 from facenet.errors import UserError
+
+from .interrupts import uninterrupted
 
 RECORD_START = b'{"op_code":'   # how every record Optuna writes begins (json.dumps of a dict led by op_code)
 SNIFF = 16                      # first bytes shown of a file that is not a journal
@@ -123,7 +126,7 @@ class CheckedJournal(JournalFileBackend):
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
         try:
-            with get_lock_file(self._lock):
+            with uninterrupted(), get_lock_file(self._lock):   # a stop signal never leaves the lock behind
                 self._repair()
                 self._append(data)
         except JournalError:

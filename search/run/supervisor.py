@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from facenet.devices import worker_gpu_env
 
+from ..interrupts import raise_when_safe
 from ..record import WORKER, WorkerId
 from ..spec import StudySpec
 from ..storage import runs_root, storage_url
@@ -88,14 +89,18 @@ class Supervisor:
         """Run the workers to the end: 0, or 128 + the signal that stopped it; ``StudyStopped`` when a
         worker stopped the study (the others are stopped first)."""
         def terminate(signum, _frame):
+            if signum == signal.SIGINT:
+                raise_when_safe(KeyboardInterrupt())
+                return
             for s in previous:   # a second signal must not cut the stop short
-                signal.signal(s, signal.SIG_IGN)
-            raise _Terminated(signal.Signals(signum).name)
+                if s != signal.SIGINT:
+                    signal.signal(s, signal.SIG_IGN)
+            raise_when_safe(_Terminated(signal.Signals(signum).name))   # or once a storage write ends
 
         main = threading.current_thread() is threading.main_thread()
-        # SIGTERM, and the walltime warnings (sbatch --signal=B:USR1@T reaches the batch shell's study run)
-        stops = [s for s in STOP_SIGNALS if s != signal.SIGINT]   # SIGINT: KeyboardInterrupt, below
-        previous = {s: signal.signal(s, terminate) for s in stops} if main else {}
+        # SIGTERM, the walltime warnings (sbatch --signal=B:USR1@T reaches the batch shell's study run) and
+        # Ctrl-C (KeyboardInterrupt, as Python's own handler, but never inside a storage write)
+        previous = {s: signal.signal(s, terminate) for s in STOP_SIGNALS} if main else {}
         try:
             for slot in range(self.workers):
                 self.spawn(slot)

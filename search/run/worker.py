@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from facenet.errors import UserError
 
 from ..cost.budget import CostGuard
+from ..interrupts import raise_when_safe
 from ..logline import Line
 from ..record import FAIL_KIND, FAIL_REASON, NOT_RUN, SLURM_JOB, WORKER, WorkerId
 from ..spec import StudySpec, build_pruner, build_sampler
@@ -146,7 +147,7 @@ def optimize_until(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         stopping.append(signal.Signals(signum).name)
         for s in previous:   # one stop: a second signal must not cut the marking of the trial short
             signal.signal(s, signal.SIG_IGN)
-        raise _Interrupted(signal.Signals(signum).name)
+        raise_when_safe(_Interrupted(signal.Signals(signum).name))   # or once a storage write ends
 
     previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     ran = 0

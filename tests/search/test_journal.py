@@ -1,20 +1,24 @@
-"""The journal file survives what real disks do to it, with real processes and real files: a record cut at
-any byte (a full disk, a killed NFS client, a copy taken mid-run), cut bytes already fused with a later write
-(what older versions left), a disk that fills while a study runs, a file that is not a journal, and read-only
-commands on a journal that is not there. After each, every study in the file loads with all its complete
-trials, in facesearch and in plain Optuna."""
+"""The journal file survives what real disks do to it, with real processes and real files: a record cut at any byte (a
+full disk, a killed NFS client, a copy taken mid-run), cut bytes already fused with a later write (what older
+versions left), a disk that fills while a study runs, a stop signal in the middle of an append, a file that is not a
+journal, and read-only commands on a journal that is not there. After each, every study in the file loads with all
+its complete trials, in facesearch and in plain Optuna."""
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages.journal._file import LOCK_FILE_SUFFIX
 from optuna.trial import TrialState
 
+from search.interrupts import raise_when_safe
+from search.journal import CheckedJournal
 from tests.search.cli.test_cli_errors import cli, one_line_error
 from tests.search.run.test_workers import write_spec
 
@@ -206,6 +210,38 @@ def test_a_write_over_the_file_size_limit_is_undone(journal, tmp_path):
 
 
 # ---------------------------------------------------------------- not a journal, not there
+class Stop(BaseException):
+    """What a worker's stop handler raises (its ``_Interrupted``)."""
+
+
+def test_a_stop_signal_in_an_append_never_leaves_the_lock_behind(tmp_path):
+    """A signal handled just after Optuna makes the lock file, before the ``try`` that removes it: raised
+    there, the stop left the lock, and every process of the study (the stopping one first, marking its trial
+    interrupted) waited out the 30 s grace period. Here the append ends, and the stop comes after."""
+    path = tmp_path / "s.journal"
+    journal = CheckedJournal(str(path))
+    record = {"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}
+    take = journal._lock.acquire
+
+    def take_then_signal() -> bool:
+        taken = take()
+        os.kill(os.getpid(), signal.SIGUSR1)   # handled at the next bytecode: before get_lock_file's try
+        return taken
+
+    journal._lock.acquire = take_then_signal
+    previous = signal.signal(signal.SIGUSR1, lambda *_: raise_when_safe(Stop()))
+    try:
+        with pytest.raises(Stop):
+            journal.append_logs([record])
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not os.path.lexists(str(path) + LOCK_FILE_SUFFIX), "the lock file was left behind"
+    assert list(journal.read_logs(0)) == [record], "the append the signal met was finished"
+    journal._lock.acquire = take
+    journal.append_logs([record])   # the next write takes the lock at once
+    assert len(list(CheckedJournal(str(path)).read_logs(0))) == 2
+
+
 @pytest.mark.parametrize("content", [b"name: tiny\nspace: {}\n", bytes(range(256)) * 4, b"\xff\xfe garbage"])
 def test_a_file_that_is_not_a_journal_is_one_line_and_left_alone(tmp_path, content):
     path = tmp_path / "not.journal"
