@@ -10,6 +10,9 @@ the val list and on the untouched test list, with 95% identity-bootstrap interva
 (``facenet.eval.stats``). (c) is compared with (a) and (b) paired on the test list. Spend is the
 GPU-seconds each arm accounted (trials, probes, calibration, retrain) against B.
 
+``--arms abd`` runs (d), a plan without the proxy (the joint space at full fidelity with median pruning,
+then tune), compared with (b) the same way.
+
 Targets: spend within B + 5%; (c) beats (a) by more than the noise (the paired interval of c - a below 0)
 on at least 2 of 3 seeds; (c) no worse than (b) beyond the noise (the interval of c - b not above 0).
 """
@@ -89,7 +92,9 @@ def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> di
             "spent": spent_seconds(study.get_trials(deepcopy=False)), "trials": len(study.trials)}
 
 
-def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) -> Path:
+def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float, proxy: bool = True) -> Path:
+    """(c)'s plan: proxy -> full (its top 3) -> tune; without ``proxy`` ((d)): the joint space searched at full
+    fidelity with median pruning (as (b) does), then tune."""
     folder.mkdir(parents=True, exist_ok=True)
     train = sum(1 for d in (data / "train1").iterdir() if d.is_dir())
     half = max(4, min(train, FIXED.get("max_identities") or train) // 2)
@@ -108,13 +113,20 @@ def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) 
                  "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
                  "budget": {"n_trials": 3, "epochs": epochs}, "sampler": short},
     }
+    if not proxy:
+        phases = {"full": {"fixed": {**FIXED, "resolution": 32, "scheduler": "step"}, "space": JOINT,
+                           "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+                           "budget": {"n_trials": 12, "epochs": epochs},
+                           "enqueue": [{k: v for k, v in DEFAULT.items() if k in JOINT}]},
+                  "tune": phases["tune"]}
     for name, body in phases.items():
         (folder / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, "data": where, "sampler": sampler,
                                                              **body}))
     plan = folder / "bench.yaml"
     # the last phase may grow until its hours are spent: at its default 4x written trials it ran out of trials
     # with a sixth of B left (nothing after it to roll that forward to)
-    entries = ["proxy", "full", {"study": "tune", "max_trials": 40}]
+    entries = ["proxy", "full", {"study": "tune", "max_trials": 40}] if proxy else [
+        {"study": "full", "weight": 3, "max_trials": 80}, {"study": "tune", "max_trials": 40}]
     plan.write_text(yaml.safe_dump({"name": "bench", "hours": budget / 3600, "phases": entries,
                                     # probing takes 5-15 s here whatever B is: a larger share of a small B
                                     "calibration": {"share": round(max(0.15, 10 / budget), 3)},
@@ -123,15 +135,16 @@ def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float) 
     return plan
 
 
-def arm_plan(data: Path, tmp: Path, seed: int, epochs: int, budget: float, quiet: bool) -> dict:
+def arm_plan(data: Path, tmp: Path, seed: int, epochs: int, budget: float, quiet: bool, proxy: bool = True) -> dict:
     """The plan run; a plan refused at its floors (B too small for this machine's calibrated pace) is a row
     that says so, with what its calibration spent."""
     from search.cost.plan import PlanOverBudget
     from search.plan.runner import Run, run_plan
     from search.plan.schema import load_plan
 
-    folder = tmp / f"c-{seed}"
-    plan = load_plan(write_plan(data, folder, seed, epochs, budget))
+    arm = "c" if proxy else "d"
+    folder = tmp / f"{arm}-{seed}"
+    plan = load_plan(write_plan(data, folder, seed, epochs, budget, proxy))
     os.environ["FACESEARCH_RUNS"] = str(folder / "runs")
     say = (lambda m: None) if quiet else (lambda m: print(f"    {m}"))
     start = time.time()
@@ -139,13 +152,13 @@ def arm_plan(data: Path, tmp: Path, seed: int, epochs: int, budget: float, quiet
         status = run_plan(Run(plan, str(folder / "s.journal"), budget / 3600, 1, None, "cpu", say,
                               (lambda t: None) if quiet else _print_table))
     except PlanOverBudget as e:
-        print(f"    c plan seed {seed}: refused after {time.time() - start:.1f} s of calibration: {e}")
+        print(f"    {arm} plan seed {seed}: refused after {time.time() - start:.1f} s of calibration: {e}")
         return {"refused": str(e), "spent": time.time() - start, "trials": 0}
     finally:
         os.environ.pop("FACESEARCH_RUNS", None)
     phases = sum(p["spent_hours"] or 0 for p in status["phases"]) * 3600
     calibrated = status["calibration_hours"] * 3600
-    print(f"    c plan seed {seed}: calibration {calibrated:.1f} s, phases {phases:.1f} s, finishing "
+    print(f"    {arm} plan seed {seed}: calibration {calibrated:.1f} s, phases {phases:.1f} s, finishing "
           f"{status['spent_hours'] * 3600 - calibrated - phases:.1f} s")
     return {"model": Path(status["finish"]["bundle"]), "spent": status["spent_hours"] * 3600,
             "trials": sum(p["trials_run"] or 0 for p in status["phases"])}
@@ -167,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-identities", type=int, default=220, help="the most identities any arm trains on")
     p.add_argument("--pairs", type=int, default=4000, help="val and test pairs each")
     p.add_argument("--json", default="", help="also write the rows to this file")
+    p.add_argument("--arms", default="abc", help="which arms to run: a, b, c and (d) a plan without the proxy (the "
+                   "joint space at full fidelity with median pruning, then tune), to tell the runner's costs from "
+                   "the proxy's")
     a = parse(p, argv)
     if a.quick:
         a.seeds, a.budget, a.epochs, a.identities, a.pairs = 1, 30.0, 1, 40, 200
@@ -177,9 +193,11 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["FACESEARCH_CACHE"] = str(tmp / "cache")
         print(f"B = {a.budget:g} CPU-seconds per arm, {a.epochs} epochs at full fidelity, {a.seeds} seed(s)")
         for seed in range(a.first_seed, a.first_seed + a.seeds):
-            arms = {"a default": arm_default(data, tmp, seed, a.epochs),
-                    "b flat TPE": arm_flat(data, tmp, seed, a.epochs, a.budget),
-                    "c plan": arm_plan(data, tmp, seed, a.epochs, a.budget, a.quick)}
+            runs = {"a default": lambda: arm_default(data, tmp, seed, a.epochs),
+                    "b flat TPE": lambda: arm_flat(data, tmp, seed, a.epochs, a.budget),
+                    "c plan": lambda: arm_plan(data, tmp, seed, a.epochs, a.budget, a.quick),
+                    "d no proxy": lambda: arm_plan(data, tmp, seed, a.epochs, a.budget, a.quick, proxy=False)}
+            arms = {name: run() for name, run in runs.items() if name[0] in a.arms}
             test = {}
             for name, arm in arms.items():
                 row = {"seed": seed, "arm": name, "spent": arm["spent"], "budget": a.budget,
@@ -194,26 +212,22 @@ def main(argv: list[str] | None = None) -> None:
                 row.update(val=[val.eer, val.low, val.high], test=[t.eer, t.low, t.high])
                 print(f"seed {seed} {name:11s} val EER {val}  test EER {t}  spent {arm['spent']:6.1f} s "
                       f"({arm['spent'] / a.budget:.0%} of B), {row['trials']} trial(s)")
-            if "c plan" not in test:
-                continue   # counts against (c) on both targets
-            vs_a = test["c plan"].compare(test["a default"])
-            vs_b = test["c plan"].compare(test["b flat TPE"])
-            rows.append({"seed": seed, "c_minus_a": [vs_a.difference, vs_a.low, vs_a.high],
-                         "c_minus_b": [vs_b.difference, vs_b.low, vs_b.high]})
-            print(f"seed {seed} test c - a: {vs_a}")
-            print(f"seed {seed} test c - b: {vs_b}")
+            for x, y in (("c plan", "a default"), ("c plan", "b flat TPE"), ("d no proxy", "b flat TPE")):
+                if x in test and y in test:
+                    vs = test[x].compare(test[y])
+                    rows.append({"seed": seed, f"{x[0]}_minus_{y[0]}": [vs.difference, vs.low, vs.high]})
+                    print(f"seed {seed} test {x[0]} - {y[0]}: {vs}")
             sys.stdout.flush()
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     arms = [r for r in rows if "arm" in r]
-    pairs = [r for r in rows if "c_minus_a" in r]
     spend_ok = all(r["spent"] <= 1.05 * r["budget"] for r in arms if r["arm"] != "a default")
-    beats_a = sum(r["c_minus_a"][2] < 0 for r in pairs)
-    not_worse_b = sum(r["c_minus_b"][1] <= 0 for r in pairs)
     seeds = len({r["seed"] for r in arms})
-    print(f"targets: spend within B + 5%: {'yes' if spend_ok else 'no'}; (c) beats (a) beyond noise on {beats_a} "
-          f"of {seeds} seed(s) (target 2 of 3); (c) no worse than (b) beyond noise on {not_worse_b} of {seeds}")
-
+    beats_a = sum(r["c_minus_a"][2] < 0 for r in rows if "c_minus_a" in r)   # a seed where (c) was refused: no
+    not_worse_b = sum(r["c_minus_b"][1] <= 0 for r in rows if "c_minus_b" in r)
+    versus = (f"; (c) beats (a) beyond noise on {beats_a} of {seeds} seed(s) (target 2 of 3); (c) no worse than (b) "
+              f"beyond noise on {not_worse_b} of {seeds}") if "c" in a.arms else ""
+    print(f"targets: spend within B + 5%: {'yes' if spend_ok else 'no'}{versus}")
 
 if __name__ == "__main__":
     main()
