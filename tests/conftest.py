@@ -5,6 +5,7 @@ import atexit
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +25,10 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="facesearch-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 for _name in ("FACESEARCH_CACHE", "FACESEARCH_CACHE_BUDGET"):
     os.environ.pop(_name, None)
+# A suite started in the background (``pytest &`` in a script) inherits SIGINT ignored, and so would every
+# process it starts: the Ctrl-C tests would then test nothing. Children get Python's default back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -99,8 +99,10 @@ class Supervisor:
 
         main = threading.current_thread() is threading.main_thread()
         # SIGTERM, the walltime warnings (sbatch --signal=B:USR1@T reaches the batch shell's study run) and
-        # Ctrl-C (KeyboardInterrupt, as Python's own handler, but never inside a storage write)
-        previous = {s: signal.signal(s, terminate) for s in STOP_SIGNALS} if main else {}
+        # Ctrl-C (KeyboardInterrupt, as Python's own handler, but never inside a storage write); left ignored
+        # where it was (a script's ``study run &``), as the shell meant
+        stops = [s for s in STOP_SIGNALS if s != signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
+        previous = {s: signal.signal(s, terminate) for s in stops} if main else {}
         try:
             for slot in range(self.workers):
                 self.spawn(slot)

@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FLOORS = [   # lowest first: a room may import only rooms on lower floors
     {"facenet"},
+    {"search.interrupts"},      # stop signals held until a storage write ends (the journal's, the workers')
     {"search.record", "search.builtin", "search.journal", "search.logline", "search.track",
      "search.proxy"},
     {"search.trials", "search.spec"},
