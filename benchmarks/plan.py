@@ -39,6 +39,8 @@ JOINT = {
 TUNE = {"scheduler": {"type": "categorical", "choices": ["step", "cosine"]},
         "lr": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True}}
 DEFAULT = {"width": 0.25, "loss": "softmax", "lr": 1e-3, "scheduler": "step"}
+DEFAULT_POINT = {k: v for k, v in DEFAULT.items() if k in JOINT}   # (a)'s config, first in a joint-space search
+MEDIAN = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}   # every full-fidelity search's pruner
 
 
 def scored(model, root: Path, split: str):
@@ -82,7 +84,7 @@ def arm_flat(data: Path, tmp: Path, seed: int, epochs: int, budget: float) -> di
     spec = parse_spec({"name": "flat", "data": {"train": str(data / "train1"), "val": str(data / "val")},
                        "fixed": {**FIXED, "resolution": 32}, "space": {**JOINT, **{"scheduler": TUNE["scheduler"]}},
                        "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": 4},
-                       "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+                       "pruner": MEDIAN,
                        "budget": {"n_trials": 200, "epochs": epochs, "hours": budget / 3600},
                        "enqueue": [DEFAULT]})
     run_worker(spec, url, device="cpu", log=lambda m: None)
@@ -104,20 +106,19 @@ def write_plan(data: Path, folder: Path, seed: int, epochs: int, budget: float, 
     phases = {
         "proxy": {"fixed": {**FIXED, "resolution": 24, "max_identities": half, "scheduler": "step"}, "space": JOINT,
                   "pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0},
-                  "budget": {"n_trials": 12, "epochs": max(1, epochs // 2)}, "enqueue": [
-                      {k: v for k, v in DEFAULT.items() if k in JOINT}]},
+                  "budget": {"n_trials": 12, "epochs": max(1, epochs // 2)}, "enqueue": [DEFAULT_POINT]},
         "full": {"from": {"study": "proxy", "top": 3}, "fixed": {**FIXED, "resolution": 32, "scheduler": "step"},
                  "space": JOINT, "pruner": {"name": "none"}, "budget": {"epochs": epochs}},
         "tune": {"from": {"study": "full"},
                  "fixed": {**FIXED, "resolution": 32}, "space": TUNE,
-                 "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+                 "pruner": MEDIAN,
                  "budget": {"n_trials": 3, "epochs": epochs}, "sampler": short},
     }
     if not proxy:
         phases = {"full": {"fixed": {**FIXED, "resolution": 32, "scheduler": "step"}, "space": JOINT,
-                           "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+                           "pruner": MEDIAN,
                            "budget": {"n_trials": 12, "epochs": epochs},
-                           "enqueue": [{k: v for k, v in DEFAULT.items() if k in JOINT}]},
+                           "enqueue": [DEFAULT_POINT]},
                   "tune": phases["tune"]}
     for name, body in phases.items():
         (folder / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, "data": where, "sampler": sampler,

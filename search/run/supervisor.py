@@ -89,20 +89,19 @@ class Supervisor:
         """Run the workers to the end: 0, or 128 + the signal that stopped it; ``StudyStopped`` when a
         worker stopped the study (the others are stopped first)."""
         def terminate(signum, _frame):
-            if signum == signal.SIGINT:
-                raise_when_safe(KeyboardInterrupt())
-                return
-            for s in previous:   # a second signal must not cut the stop short
-                if s != signal.SIGINT:
-                    signal.signal(s, signal.SIG_IGN)
+            for s in stops:   # a second signal must not cut the stop short
+                signal.signal(s, signal.SIG_IGN)
             raise_when_safe(_Terminated(signal.Signals(signum).name))   # or once a storage write ends
 
+        def ctrl_c(_signum, _frame):   # Python's own KeyboardInterrupt, but never inside a storage write
+            raise_when_safe(KeyboardInterrupt())
+
         main = threading.current_thread() is threading.main_thread()
-        # SIGTERM, the walltime warnings (sbatch --signal=B:USR1@T reaches the batch shell's study run) and
-        # Ctrl-C (KeyboardInterrupt, as Python's own handler, but never inside a storage write); left ignored
-        # where it was (a script's ``study run &``), as the shell meant
-        stops = [s for s in STOP_SIGNALS if s != signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
+        # SIGTERM, and the walltime warnings (sbatch --signal=B:USR1@T reaches the batch shell's study run)
+        stops = [s for s in STOP_SIGNALS if s != signal.SIGINT]
         previous = {s: signal.signal(s, terminate) for s in stops} if main else {}
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # ignored: a script's `study run &`
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, ctrl_c)
         try:
             for slot in range(self.workers):
                 self.spawn(slot)

@@ -209,7 +209,7 @@ def test_a_write_over_the_file_size_limit_is_undone(journal, tmp_path):
     assert ours(complete_trials(path)) == {"tiny": 2, "other": 3}
 
 
-# ---------------------------------------------------------------- not a journal, not there
+# ---------------------------------------------------------------- a stop signal mid-append
 class Stop(BaseException):
     """What a worker's stop handler raises (its ``_Interrupted``)."""
 
@@ -237,11 +237,12 @@ def test_a_stop_signal_in_an_append_never_leaves_the_lock_behind(tmp_path):
         signal.signal(signal.SIGUSR1, previous)
     assert not os.path.lexists(str(path) + LOCK_FILE_SUFFIX), "the lock file was left behind"
     assert list(journal.read_logs(0)) == [record], "the append the signal met was finished"
-    journal._lock.acquire = take
+    del journal._lock.acquire   # the lock's own method again
     journal.append_logs([record])   # the next write takes the lock at once
     assert len(list(CheckedJournal(str(path)).read_logs(0))) == 2
 
 
+# ---------------------------------------------------------------- not a journal, not there
 @pytest.mark.parametrize("content", [b"name: tiny\nspace: {}\n", bytes(range(256)) * 4, b"\xff\xfe garbage"])
 def test_a_file_that_is_not_a_journal_is_one_line_and_left_alone(tmp_path, content):
     path = tmp_path / "not.journal"
